@@ -1,0 +1,498 @@
+//! `berth serve` configuration: CNCF Distribution's `config.yml` (the common subset), its
+//! `REGISTRY_*` environment overrides, and command-line flags, in rising precedence.
+//!
+//! The file is read into a generic tree first so that an environment variable such as
+//! `REGISTRY_STORAGE_DELETE_ENABLED=true` can set `storage.delete.enabled` exactly as
+//! Distribution does, then the tree is turned into typed settings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// The default listen address.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:5000";
+/// The default storage folder.
+pub const DEFAULT_ROOT: &str = "berth-data";
+
+/// Typed server settings after every source has been applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// Storage folder.
+    pub root: PathBuf,
+    /// Whether deletes are allowed.
+    pub delete_enabled: bool,
+    /// Largest manifest accepted.
+    pub max_manifest_bytes: u64,
+    /// Log level filter.
+    pub log_level: String,
+    /// Log as JSON lines.
+    pub log_json: bool,
+    /// Trust X-Forwarded-* headers.
+    pub trust_forwarded: bool,
+    /// TLS certificate and key, when serving HTTPS.
+    pub tls: Option<berth_server::TlsFiles>,
+    /// Access control.
+    pub auth: AuthSettings,
+}
+
+/// Which access control the server runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthSettings {
+    /// Everyone may do everything.
+    None,
+    /// HTTP Basic against a bcrypt htpasswd file (`auth.htpasswd`).
+    Htpasswd {
+        /// Realm shown to clients.
+        realm: String,
+        /// The htpasswd file.
+        path: PathBuf,
+    },
+    /// Tokens from an external issuer (`auth.token`).
+    Token {
+        /// Token endpoint URL for challenges.
+        realm: String,
+        /// Service name (`aud`).
+        service: String,
+        /// Issuer name (`iss`).
+        issuer: String,
+        /// PEM certificates whose keys sign tokens.
+        rootcertbundle: Option<PathBuf>,
+        /// A JWKS file of signing keys.
+        jwks: Option<PathBuf>,
+    },
+    /// Berth's built-in token issuer with an access list (`--auth-config`, `auth.builtin.config`).
+    Builtin {
+        /// The access.yml file.
+        config: PathBuf,
+    },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FileConfig {
+    auth: AuthSection,
+    log: LogSection,
+    storage: StorageSection,
+    http: HttpSection,
+    berth: BerthSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AuthSection {
+    htpasswd: Option<HtpasswdSection>,
+    token: Option<TokenSection>,
+    builtin: Option<BuiltinSection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct HtpasswdSection {
+    realm: Option<String>,
+    path: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TokenSection {
+    realm: Option<String>,
+    service: Option<String>,
+    issuer: Option<String>,
+    rootcertbundle: Option<PathBuf>,
+    jwks: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct BuiltinSection {
+    config: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LogSection {
+    level: Option<String>,
+    formatter: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StorageSection {
+    filesystem: Option<FilesystemSection>,
+    delete: Option<Enabled>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FilesystemSection {
+    rootdirectory: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Enabled {
+    enabled: Option<Flexible>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct HttpSection {
+    addr: Option<String>,
+    relativeurls: Option<Flexible>,
+    tls: Option<TlsSection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TlsSection {
+    certificate: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct BerthSection {
+    maxmanifestbytes: Option<Flexible>,
+    trustforwardedheaders: Option<Flexible>,
+}
+
+/// A scalar that may come as a YAML bool/number or as an environment string.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(untagged)]
+enum Flexible {
+    Bool(bool),
+    Num(u64),
+    Str(String),
+}
+
+impl Flexible {
+    fn as_bool(&self, what: &str) -> anyhow::Result<bool> {
+        match self {
+            Flexible::Bool(b) => Ok(*b),
+            Flexible::Num(n) => Ok(*n != 0),
+            Flexible::Str(s) => match s.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" | "" => Ok(false),
+                _ => bail!("{what}: expected true or false, found {s:?}"),
+            },
+        }
+    }
+
+    fn as_u64(&self, what: &str) -> anyhow::Result<u64> {
+        match self {
+            Flexible::Num(n) => Ok(*n),
+            Flexible::Str(s) => s
+                .trim()
+                .parse()
+                .with_context(|| format!("{what}: expected a number, found {s:?}")),
+            Flexible::Bool(_) => bail!("{what}: expected a number"),
+        }
+    }
+}
+
+/// Flag values that override the file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--addr`
+    pub addr: Option<String>,
+    /// `--root`
+    pub root: Option<PathBuf>,
+    /// `--delete-enabled`
+    pub delete_enabled: Option<bool>,
+    /// `--tls-cert` and `--tls-key`
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--auth-config`
+    pub auth_config: Option<PathBuf>,
+}
+
+/// Parses a listen address; Distribution's `:5000` means every interface.
+pub fn parse_addr(s: &str) -> anyhow::Result<SocketAddr> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_owned()
+    };
+    full.parse().with_context(|| {
+        format!("invalid listen address {s:?}: use host:port, such as 127.0.0.1:5000")
+    })
+}
+
+/// Applies `REGISTRY_A_B_C=value` as `a.b.c = value`, creating maps as needed.
+fn apply_env(tree: &mut Value, vars: impl Iterator<Item = (String, String)>) {
+    for (k, v) in vars {
+        let Some(path) = k.strip_prefix("REGISTRY_") else {
+            continue;
+        };
+        let keys: Vec<String> = path.split('_').map(str::to_ascii_lowercase).collect();
+        if keys.iter().any(String::is_empty) {
+            continue;
+        }
+        let mut node = &mut *tree;
+        for key in &keys[..keys.len() - 1] {
+            if !node.is_object() {
+                *node = Value::Object(Map::new());
+            }
+            node = node
+                .as_object_mut()
+                .expect("just made an object")
+                .entry(key.clone())
+                .or_insert(Value::Null);
+        }
+        if !node.is_object() {
+            *node = Value::Object(Map::new());
+        }
+        node.as_object_mut()
+            .expect("object")
+            .insert(keys[keys.len() - 1].clone(), Value::String(v));
+    }
+}
+
+/// Lower-cases every map key so that `rootDirectory` and `rootdirectory` both work.
+fn lowercase_keys(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), lowercase_keys(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(lowercase_keys).collect()),
+        other => other,
+    }
+}
+
+/// Reads and merges every source.
+pub fn load(
+    file: Option<&Path>,
+    env: impl Iterator<Item = (String, String)>,
+    flags: &Overrides,
+) -> anyhow::Result<Settings> {
+    let mut tree = match file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read config file {}", p.display()))?;
+            let v: Value = serde_saphyr::from_str(&text)
+                .with_context(|| format!("config file {} is not valid YAML", p.display()))?;
+            lowercase_keys(if v.is_null() {
+                Value::Object(Map::new())
+            } else {
+                v
+            })
+        }
+        None => Value::Object(Map::new()),
+    };
+    apply_env(&mut tree, env);
+    let cfg: FileConfig =
+        serde_json::from_value(tree).context("config has a value of the wrong type")?;
+
+    let addr = match (&flags.addr, &cfg.http.addr) {
+        (Some(a), _) | (None, Some(a)) => parse_addr(a)?,
+        (None, None) => parse_addr(DEFAULT_ADDR)?,
+    };
+    let root = flags
+        .root
+        .clone()
+        .or(cfg.storage.filesystem.and_then(|f| f.rootdirectory))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+    let delete_enabled = match flags.delete_enabled {
+        Some(b) => b,
+        None => match cfg.storage.delete.and_then(|d| d.enabled) {
+            Some(f) => f.as_bool("storage.delete.enabled")?,
+            None => false,
+        },
+    };
+    let max_manifest_bytes = match cfg.berth.maxmanifestbytes {
+        Some(f) => f.as_u64("berth.maxmanifestbytes")?,
+        None => berth_oci::manifest::DEFAULT_MAX_MANIFEST_BYTES as u64,
+    };
+    let trust_forwarded = match cfg.berth.trustforwardedheaders {
+        Some(f) => f.as_bool("berth.trustforwardedheaders")?,
+        None => true,
+    };
+    let _ = cfg.http.relativeurls;
+    let tls = match (flags.tls.clone(), cfg.http.tls) {
+        (Some((certificate, key)), _) => Some(berth_server::TlsFiles { certificate, key }),
+        (
+            None,
+            Some(TlsSection {
+                certificate: Some(certificate),
+                key: Some(key),
+            }),
+        ) => Some(berth_server::TlsFiles { certificate, key }),
+        (
+            None,
+            Some(
+                TlsSection {
+                    certificate: Some(_),
+                    key: None,
+                }
+                | TlsSection {
+                    certificate: None,
+                    key: Some(_),
+                },
+            ),
+        ) => {
+            bail!("http.tls needs both certificate and key")
+        }
+        _ => None,
+    };
+    Ok(Settings {
+        addr,
+        root,
+        delete_enabled,
+        max_manifest_bytes,
+        log_level: cfg.log.level.unwrap_or_else(|| "info".into()),
+        log_json: cfg.log.formatter.as_deref() == Some("json"),
+        trust_forwarded,
+        tls,
+        auth: auth_settings(cfg.auth, flags.auth_config.clone())?,
+    })
+}
+
+fn auth_settings(a: AuthSection, flag: Option<PathBuf>) -> anyhow::Result<AuthSettings> {
+    let builtin = flag.or(a.builtin.and_then(|b| b.config));
+    let modes = [a.htpasswd.is_some(), a.token.is_some(), builtin.is_some()];
+    if modes.iter().filter(|m| **m).count() > 1 {
+        bail!("configure one of auth.htpasswd, auth.token and --auth-config, not several");
+    }
+    if let Some(config) = builtin {
+        return Ok(AuthSettings::Builtin { config });
+    }
+    if let Some(h) = a.htpasswd {
+        let path = h
+            .path
+            .context("auth.htpasswd.path is required: the htpasswd file (htpasswd -B)")?;
+        return Ok(AuthSettings::Htpasswd {
+            realm: h.realm.unwrap_or_else(|| "berth".into()),
+            path,
+        });
+    }
+    if let Some(t) = a.token {
+        let need =
+            |v: Option<String>, k: &str| v.with_context(|| format!("auth.token.{k} is required"));
+        if t.rootcertbundle.is_none() && t.jwks.is_none() {
+            bail!("auth.token needs rootcertbundle or jwks: the keys that sign tokens");
+        }
+        return Ok(AuthSettings::Token {
+            realm: need(t.realm, "realm")?,
+            service: need(t.service, "service")?,
+            issuer: need(t.issuer, "issuer")?,
+            rootcertbundle: t.rootcertbundle,
+            jwks: t.jwks,
+        });
+    }
+    Ok(AuthSettings::None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distribution_config_env_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.yml");
+        std::fs::write(
+            &p,
+            "version: 0.1\nlog:\n  level: debug\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n  delete:\n    enabled: true\nhttp:\n  addr: :5001\n",
+        )
+        .unwrap();
+        let s = load(Some(&p), std::iter::empty(), &Overrides::default()).unwrap();
+        assert_eq!(s.addr.to_string(), "0.0.0.0:5001");
+        assert_eq!(s.root, PathBuf::from("/var/lib/registry"));
+        assert!(s.delete_enabled);
+        assert_eq!(s.log_level, "debug");
+
+        let env = vec![
+            (
+                "REGISTRY_HTTP_ADDR".to_string(),
+                "127.0.0.1:6000".to_string(),
+            ),
+            (
+                "REGISTRY_STORAGE_DELETE_ENABLED".to_string(),
+                "false".to_string(),
+            ),
+            (
+                "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY".to_string(),
+                "/data".to_string(),
+            ),
+        ];
+        let s = load(Some(&p), env.clone().into_iter(), &Overrides::default()).unwrap();
+        assert_eq!(s.addr.to_string(), "127.0.0.1:6000");
+        assert!(!s.delete_enabled);
+        assert_eq!(s.root, PathBuf::from("/data"));
+
+        let flags = Overrides {
+            addr: Some("127.0.0.1:7000".into()),
+            root: Some("/x".into()),
+            delete_enabled: Some(true),
+            tls: None,
+            auth_config: None,
+        };
+        let s = load(Some(&p), env.into_iter(), &flags).unwrap();
+        assert_eq!(
+            (
+                s.addr.to_string().as_str(),
+                s.root.to_str(),
+                s.delete_enabled
+            ),
+            ("127.0.0.1:7000", Some("/x"), true)
+        );
+    }
+
+    #[test]
+    fn auth_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.yml");
+        std::fs::write(
+            &p,
+            "auth:\n  htpasswd:\n    realm: r\n    path: /etc/htpasswd\n",
+        )
+        .unwrap();
+        let s = load(Some(&p), std::iter::empty(), &Overrides::default()).unwrap();
+        assert_eq!(
+            s.auth,
+            AuthSettings::Htpasswd {
+                realm: "r".into(),
+                path: "/etc/htpasswd".into()
+            }
+        );
+        std::fs::write(&p, "auth:\n  token:\n    realm: https://a/token\n    service: s\n    issuer: i\n    rootcertbundle: /b.pem\n").unwrap();
+        let s = load(Some(&p), std::iter::empty(), &Overrides::default()).unwrap();
+        assert!(matches!(s.auth, AuthSettings::Token { ref service, .. } if service == "s"));
+        let flags = Overrides {
+            auth_config: Some("/a.yml".into()),
+            ..Default::default()
+        };
+        assert!(
+            load(Some(&p), std::iter::empty(), &flags).is_err(),
+            "two modes at once"
+        );
+        std::fs::write(
+            &p,
+            "auth:\n  token:\n    realm: x\n    service: s\n    issuer: i\n",
+        )
+        .unwrap();
+        assert!(
+            load(Some(&p), std::iter::empty(), &Overrides::default()).is_err(),
+            "no keys"
+        );
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let s = load(None, std::iter::empty(), &Overrides::default()).unwrap();
+        assert_eq!(s.addr.to_string(), DEFAULT_ADDR);
+        assert!(!s.delete_enabled);
+        let env = vec![(
+            "REGISTRY_STORAGE_DELETE_ENABLED".to_string(),
+            "maybe".to_string(),
+        )];
+        assert!(load(None, env.into_iter(), &Overrides::default()).is_err());
+        assert!(parse_addr("nonsense").is_err());
+    }
+}

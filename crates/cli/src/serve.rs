@@ -1,0 +1,184 @@
+//! `berth serve`: the registry server on local folder storage.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use berth_registry::{Registry, RegistryConfig};
+use berth_server::{AccessControl, ServerOptions};
+use berth_storage::FolderStorage;
+
+use crate::config::{self, AuthSettings, Overrides};
+
+/// Arguments of `berth serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:5000; config http.addr; env REGISTRY_HTTP_ADDR].
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// Storage folder, in CNCF Distribution's layout [default: ./berth-data; config
+    /// storage.filesystem.rootdirectory].
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// A CNCF Distribution config.yml (the common subset); REGISTRY_* variables override it.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// TLS certificate (PEM) [config http.tls.certificate; env REGISTRY_HTTP_TLS_CERTIFICATE].
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) [config http.tls.key; env REGISTRY_HTTP_TLS_KEY].
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Run the built-in token issuer with this access list (YAML: users from an htpasswd file,
+    /// groups, and which user or group may pull, push or delete which repositories).
+    #[arg(long)]
+    pub auth_config: Option<PathBuf>,
+    /// Allow DELETE of manifests, tags and blobs (off by default; config storage.delete.enabled).
+    #[arg(long)]
+    pub delete_enabled: bool,
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let flags = Overrides {
+        addr: args.addr,
+        root: args.root,
+        delete_enabled: args.delete_enabled.then_some(true),
+        tls: args.tls_cert.zip(args.tls_key),
+        auth_config: args.auth_config,
+    };
+    let settings = config::load(args.config.as_deref(), std::env::vars(), &flags)?;
+    crate::logging::init(&settings.log_level, settings.log_json);
+
+    let storage = FolderStorage::new(&settings.root)
+        .with_context(|| format!("cannot use storage folder {}", settings.root.display()))?;
+    let registry = Registry::new(
+        Arc::new(storage),
+        RegistryConfig {
+            delete_enabled: settings.delete_enabled,
+            max_manifest_bytes: settings.max_manifest_bytes,
+        },
+    );
+    spawn_upload_purger(registry.clone());
+    let access = access_control(&settings)?;
+    let app = berth_server::router(
+        registry,
+        ServerOptions {
+            trust_forwarded_headers: settings.trust_forwarded,
+            access,
+        },
+    );
+    let root = settings.root.display().to_string();
+    let delete_enabled = settings.delete_enabled;
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    berth_server::serve(
+        settings.addr,
+        app,
+        settings.tls.clone(),
+        shutdown_signal(),
+        move |addr| {
+            tracing::info!(%addr, scheme, root, delete_enabled, "berth registry listening");
+        },
+    )
+    .await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Builds the authenticator (and token issuer) the settings ask for. Every mistake in the
+/// files is reported here, at start, rather than on the first request.
+fn access_control(settings: &config::Settings) -> anyhow::Result<AccessControl> {
+    let mut ac = AccessControl::default();
+    match &settings.auth {
+        AuthSettings::None => {
+            if !settings.addr.ip().is_loopback() {
+                tracing::warn!(
+                    "no authentication configured: anyone who reaches this port can push and delete"
+                );
+            }
+        }
+        AuthSettings::Htpasswd { realm, path } => {
+            let a = berth_auth::HtpasswdAuthenticator::load(realm, path)
+                .with_context(|| format!("cannot use htpasswd file {}", path.display()))?;
+            ac.authenticator = Some(Arc::new(a));
+        }
+        AuthSettings::Token {
+            realm,
+            service,
+            issuer,
+            rootcertbundle,
+            jwks,
+        } => {
+            let cfg = berth_auth::TokenConfig {
+                realm: realm.clone(),
+                service: service.clone(),
+                issuer: issuer.clone(),
+                rootcertbundle: rootcertbundle.clone(),
+                jwks: jwks.clone(),
+                leeway_secs: 60,
+                insufficient_scope: Default::default(),
+            };
+            let a = berth_auth::TokenAuthenticator::from_config(&cfg)
+                .context("cannot set up token authentication")?;
+            ac.authenticator = Some(Arc::new(a));
+        }
+        AuthSettings::Builtin { config } => {
+            let cfg = berth_auth::IssuerConfig::load(config)
+                .with_context(|| format!("cannot use access list {}", config.display()))?;
+            let scheme = if settings.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let host = if settings.addr.ip().is_unspecified() {
+                std::net::SocketAddr::from(([127, 0, 0, 1], settings.addr.port()))
+            } else {
+                settings.addr
+            };
+            let realm = format!("{scheme}://{host}/token");
+            let key = settings.root.join("berth").join("token-signing-key.pem");
+            let issuer = berth_auth::Issuer::new(&cfg, &realm, &key)
+                .context("cannot start the token issuer")?;
+            tracing::info!(
+                realm = issuer.realm(),
+                service = issuer.service(),
+                "built-in token issuer enabled"
+            );
+            ac.authenticator = Some(Arc::new(issuer.authenticator()));
+            ac.issuer = Some(Arc::new(issuer));
+        }
+    }
+    Ok(ac)
+}
+
+/// Abandoned uploads older than this are removed (Distribution's default is one week).
+const UPLOAD_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Purges abandoned uploads at start and then every hour, in the background.
+fn spawn_upload_purger(registry: Registry) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match registry.purge_uploads(UPLOAD_MAX_AGE).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "purged abandoned uploads"),
+                Err(e) => tracing::warn!(error = %e, "purging abandoned uploads failed"),
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutdown requested; finishing requests in flight");
+}

@@ -1,0 +1,95 @@
+//! Registry rules over a [`Storage`]: blobs, upload sessions, manifests, tags, the catalog and
+//! referrers, kept in CNCF Distribution's storage layout (see [`paths`]).
+//!
+//! Architecture invariants:
+//! - No HTTP types: the server crate translates requests into these calls and
+//!   [`RegistryError::code`] back into the spec's error codes.
+//! - Nothing becomes visible before it is complete and verified: blob data is hashed while it
+//!   streams in and moved into `blobs/` only when its digest matches; links are written after the
+//!   content they point at; every small write is atomic.
+//! - Blob bytes are never held in memory whole: uploads stream through an append writer, reads
+//!   stream from storage.
+
+mod blobs;
+mod error;
+mod hashstate;
+mod links;
+mod manifests;
+pub mod paths;
+mod referrers;
+mod tags;
+mod uploads;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use berth_storage::Storage;
+
+pub use blobs::{BlobInfo, BlobRead};
+pub use error::{RegistryError, Result};
+pub use manifests::{PutManifest, StoredManifest};
+pub use uploads::UploadStatus;
+
+/// Behaviour switches of a registry.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Whether DELETE of manifests, tags and blobs is allowed (off by default, as in Distribution).
+    pub delete_enabled: bool,
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_bytes: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            delete_enabled: false,
+            max_manifest_bytes: berth_oci::manifest::DEFAULT_MAX_MANIFEST_BYTES as u64,
+        }
+    }
+}
+
+/// A registry over one storage backend. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Registry {
+    storage: Arc<dyn Storage>,
+    config: RegistryConfig,
+    /// Serializes requests on the same upload inside this process, so that two PATCHes to one
+    /// upload cannot interleave their bytes.
+    upload_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl Registry {
+    /// A registry over `storage`.
+    pub fn new(storage: Arc<dyn Storage>, config: RegistryConfig) -> Self {
+        Registry {
+            storage,
+            config,
+            upload_locks: Arc::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// The storage backend.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    fn check_delete(&self) -> Result<()> {
+        if self.config.delete_enabled {
+            Ok(())
+        } else {
+            Err(RegistryError::Unsupported(
+                "deletion is disabled on this registry: enable storage.delete.enabled".into(),
+            ))
+        }
+    }
+}
+
+/// Validates a repository name, mapping the error.
+pub fn check_name(name: &str) -> Result<()> {
+    berth_oci::validate_repository(name).map_err(RegistryError::NameInvalid)
+}

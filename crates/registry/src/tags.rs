@@ -1,0 +1,116 @@
+//! Tag listing and the catalog, sorted and paginated with `n` and `last`.
+
+use crate::{Registry, RegistryError, Result, check_name, paths};
+
+/// Applies `last` (exclusive start) and `n` (page size) to a sorted list.
+fn paginate(mut all: Vec<String>, n: Option<usize>, last: Option<&str>) -> (Vec<String>, bool) {
+    all.sort();
+    all.dedup();
+    let start = match last {
+        Some(l) => all.partition_point(|x| x.as_str() <= l),
+        None => 0,
+    };
+    let rest = &all[start..];
+    match n {
+        Some(n) if n < rest.len() => (rest[..n].to_vec(), true),
+        _ => (rest.to_vec(), false),
+    }
+}
+
+impl Registry {
+    /// Every tag of a repository, unsorted.
+    pub(crate) async fn all_tags(&self, name: &str) -> Result<Vec<String>> {
+        match self.storage.list(&paths::tags(name)).await {
+            Ok(v) => Ok(v
+                .into_iter()
+                .filter(|t| berth_oci::validate_tag(t).is_ok())
+                .collect()),
+            Err(e) if e.is_not_found() => Ok(vec![]),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Tags of a repository in lexical order; the bool says whether more follow.
+    pub async fn list_tags(
+        &self,
+        name: &str,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<(Vec<String>, bool)> {
+        check_name(name)?;
+        if !self.exists(&paths::repo(name)).await? {
+            return Err(RegistryError::NameUnknown(name.to_owned()));
+        }
+        // Like Distribution, a tag is listed when its folder exists; tag deletion removes the
+        // whole folder, so this needs no per-tag read (it matters for repositories with
+        // thousands of tags).
+        Ok(paginate(self.all_tags(name).await?, n, last))
+    }
+
+    /// Repository names in lexical order; the bool says whether more follow.
+    pub async fn catalog(
+        &self,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<(Vec<String>, bool)> {
+        let mut found = Vec::new();
+        let mut stack = vec![String::new()];
+        let root = paths::repositories();
+        while let Some(rel) = stack.pop() {
+            let dir = if rel.is_empty() {
+                root.clone()
+            } else {
+                format!("{root}/{rel}")
+            };
+            let children = match self.storage.list(&dir).await {
+                Ok(c) => c,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let mut is_repo = false;
+            for c in children {
+                if c.starts_with('_') {
+                    is_repo |= c == "_manifests" || c == "_layers";
+                    continue;
+                }
+                let child = if rel.is_empty() {
+                    c
+                } else {
+                    format!("{rel}/{c}")
+                };
+                if self
+                    .storage
+                    .stat(&format!("{root}/{child}"))
+                    .await
+                    .is_ok_and(|m| m.is_dir)
+                {
+                    stack.push(child);
+                }
+            }
+            if is_repo && check_name(&rel).is_ok() {
+                found.push(rel);
+            }
+        }
+        Ok(paginate(found, n, last))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paginate;
+
+    #[test]
+    fn pages() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            paginate(v(&["b", "a", "c"]), Some(2), None),
+            (v(&["a", "b"]), true)
+        );
+        assert_eq!(
+            paginate(v(&["b", "a", "c"]), Some(2), Some("b")),
+            (v(&["c"]), false)
+        );
+        assert_eq!(paginate(v(&["b", "a", "c"]), Some(0), None), (v(&[]), true));
+        assert_eq!(paginate(v(&["a"]), None, Some("zz")), (v(&[]), false));
+    }
+}

@@ -1,0 +1,360 @@
+//! Blob upload sessions: started by POST, fed by PATCH, finished by PUT with the digest.
+//!
+//! Bytes are hashed as they stream into `_uploads/<id>/data`. After each request the data is made
+//! durable and then the SHA-256 state is saved under the new offset, so the offset an upload
+//! reports is always backed by durable data and a matching hash state: a request that breaks off
+//! (or a killed server) leaves at most an unreported tail, which the next write discards.
+
+use berth_oci::{Algorithm, Digest, Hasher};
+use berth_storage::ByteStream;
+use bytes::Bytes;
+use futures::StreamExt;
+use sha2::{Digest as _, Sha256};
+
+use crate::blobs::BlobInfo;
+use crate::{Registry, RegistryError, Result, check_name, hashstate, paths};
+
+/// Where an upload stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadStatus {
+    /// The upload's id (a UUID).
+    pub id: String,
+    /// Bytes received and stored so far.
+    pub offset: u64,
+}
+
+fn check_id(id: &str) -> Result<()> {
+    match uuid::Uuid::parse_str(id) {
+        Ok(u) if u.hyphenated().to_string() == id => Ok(()),
+        _ => Err(RegistryError::UploadUnknown(id.to_owned())),
+    }
+}
+
+impl Registry {
+    fn upload_lock(&self, id: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.upload_locks.lock().expect("upload lock map poisoned");
+        map.entry(id.to_owned()).or_default().clone()
+    }
+
+    fn forget_upload_lock(&self, id: &str) {
+        self.upload_locks
+            .lock()
+            .expect("upload lock map poisoned")
+            .remove(id);
+    }
+
+    /// Starts an upload session.
+    pub async fn start_upload(&self, name: &str) -> Result<UploadStatus> {
+        check_name(name)?;
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        self.storage
+            .put(&paths::upload_started(name, &id), Bytes::from(now))
+            .await?;
+        self.storage
+            .writer(&paths::upload_data(name, &id), 0)
+            .await?
+            .commit()
+            .await?;
+        self.save_state(name, &id, 0, &Sha256::new()).await?;
+        Ok(UploadStatus { id, offset: 0 })
+    }
+
+    async fn save_state(&self, name: &str, id: &str, offset: u64, h: &Sha256) -> Result<()> {
+        let dir = paths::upload_hashstates(name, id);
+        self.storage
+            .put(&format!("{dir}/{offset}"), Bytes::from(hashstate::save(h)))
+            .await?;
+        // Older states are no longer needed once a newer one is durable.
+        if let Ok(names) = self.storage.list(&dir).await {
+            for n in names {
+                if n.parse::<u64>().is_ok_and(|o| o < offset) {
+                    self.delete_quiet(&format!("{dir}/{n}")).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The durable offset and hash state of an upload.
+    async fn load_state(&self, name: &str, id: &str) -> Result<(u64, Sha256)> {
+        check_name(name)?;
+        check_id(id)?;
+        if !self.exists(&paths::upload_started(name, id)).await? {
+            return Err(RegistryError::UploadUnknown(id.to_owned()));
+        }
+        let dir = paths::upload_hashstates(name, id);
+        let best = match self.storage.list(&dir).await {
+            Ok(names) => names.iter().filter_map(|n| n.parse::<u64>().ok()).max(),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(offset) = best {
+            let bytes = self.storage.read(&format!("{dir}/{offset}"), 4096).await?;
+            if let Some(h) = hashstate::load(&bytes) {
+                return Ok((offset, h));
+            }
+        }
+        // No usable state (an upload begun by another registry): hash what is stored once.
+        let mut h = Sha256::new();
+        let obj = match self.storage.get(&paths::upload_data(name, id), None).await {
+            Ok(o) => o,
+            Err(e) if e.is_not_found() => return Ok((0, h)),
+            Err(e) => return Err(e.into()),
+        };
+        let mut st = obj.stream;
+        let mut n = 0u64;
+        while let Some(chunk) = st.next().await {
+            let chunk = chunk.map_err(|e| {
+                RegistryError::Storage(berth_storage::StorageError::io("upload", e))
+            })?;
+            h.update(&chunk);
+            n += chunk.len() as u64;
+        }
+        Ok((n, h))
+    }
+
+    /// Where an upload stands.
+    pub async fn upload_status(&self, name: &str, id: &str) -> Result<UploadStatus> {
+        let (offset, _) = self.load_state(name, id).await?;
+        Ok(UploadStatus {
+            id: id.to_owned(),
+            offset,
+        })
+    }
+
+    /// Streams `body` onto the upload at `offset`; returns the new offset and hash state, with
+    /// data durable but the state not yet saved.
+    async fn append(
+        &self,
+        name: &str,
+        id: &str,
+        offset: u64,
+        mut h: Sha256,
+        expected_len: Option<u64>,
+        mut body: ByteStream,
+    ) -> Result<(u64, Sha256)> {
+        let mut w = self
+            .storage
+            .writer(&paths::upload_data(name, id), offset)
+            .await?;
+        let mut received = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(RegistryError::Body)?;
+            received += chunk.len() as u64;
+            if expected_len.is_some_and(|l| received > l) {
+                return Err(RegistryError::SizeInvalid(format!(
+                    "request body is longer than the {} bytes announced",
+                    expected_len.unwrap_or_default()
+                )));
+            }
+            h.update(&chunk);
+            w.write(chunk).await?;
+        }
+        if let Some(l) = expected_len
+            && received != l
+        {
+            return Err(RegistryError::SizeInvalid(format!(
+                "request body has {received} bytes but {l} were announced"
+            )));
+        }
+        w.commit().await?;
+        Ok((offset + received, h))
+    }
+
+    /// Appends a chunk. `start` is where the client says the chunk begins (from
+    /// `Content-Range`); it must equal the current offset. `expected_len` is the announced length.
+    pub async fn write_upload(
+        &self,
+        name: &str,
+        id: &str,
+        start: Option<u64>,
+        expected_len: Option<u64>,
+        body: ByteStream,
+    ) -> Result<UploadStatus> {
+        let lock = self.upload_lock(id);
+        let _guard = lock.lock().await;
+        let (offset, h) = self.load_state(name, id).await?;
+        if let Some(s) = start
+            && s != offset
+        {
+            return Err(RegistryError::RangeInvalid {
+                given: s,
+                expected: offset,
+            });
+        }
+        let (offset, h) = self.append(name, id, offset, h, expected_len, body).await?;
+        self.save_state(name, id, offset, &h).await?;
+        Ok(UploadStatus {
+            id: id.to_owned(),
+            offset,
+        })
+    }
+
+    /// Finishes an upload: appends the optional last chunk, checks the digest, and makes the
+    /// blob visible in the repository. On a digest mismatch the upload is discarded.
+    pub async fn finish_upload(
+        &self,
+        name: &str,
+        id: &str,
+        digest: &str,
+        body: Option<(ByteStream, Option<u64>)>,
+    ) -> Result<BlobInfo> {
+        let expected = parse_digest(digest)?;
+        let lock = self.upload_lock(id);
+        let _guard = lock.lock().await;
+        let (mut offset, mut h) = self.load_state(name, id).await?;
+        if let Some((stream, len)) = body {
+            (offset, h) = self.append(name, id, offset, h, len, stream).await?;
+            self.save_state(name, id, offset, &h).await?;
+        } else {
+            // No last chunk: still cut the data at the durable offset (waiting for any writer
+            // a broken-off request left behind), so that bytes past the offset the hash state
+            // covers never become part of the blob.
+            self.storage
+                .writer(&paths::upload_data(name, id), offset)
+                .await?
+                .commit()
+                .await?;
+        }
+        let actual = match expected.algorithm() {
+            Algorithm::Sha256 => Digest::new(Algorithm::Sha256, &hex::encode(h.finalize()))
+                .expect("sha256 output is 64 hex characters"),
+            // Uploads are hashed with SHA-256 as they stream (the digest's algorithm is known
+            // only now); another algorithm needs one read of the stored data.
+            other => self.rehash(name, id, other).await?,
+        };
+        if actual != expected {
+            self.cancel_upload_locked(name, id).await?;
+            return Err(RegistryError::DigestInvalid(format!(
+                "uploaded content has digest {actual}, not {expected}: the upload was discarded, push the blob again"
+            )));
+        }
+        let data = paths::blob_data(&expected);
+        if self.exists(&data).await? {
+            // Another upload of the same content won; the stored blob is identical.
+        } else {
+            self.storage
+                .rename(&paths::upload_data(name, id), &data)
+                .await?;
+        }
+        self.write_link(&paths::layer_link(name, &expected), &expected)
+            .await?;
+        self.delete_quiet(&paths::upload_dir(name, id)).await?;
+        self.forget_upload_lock(id);
+        tracing::info!(repository = name, digest = %expected, size = offset, "blob pushed");
+        Ok(BlobInfo {
+            digest: expected,
+            size: offset,
+        })
+    }
+
+    async fn rehash(&self, name: &str, id: &str, alg: Algorithm) -> Result<Digest> {
+        let mut h = Hasher::new(alg);
+        let obj = self
+            .storage
+            .get(&paths::upload_data(name, id), None)
+            .await?;
+        let mut st = obj.stream;
+        while let Some(chunk) = st.next().await {
+            let chunk = chunk.map_err(|e| {
+                RegistryError::Storage(berth_storage::StorageError::io("upload", e))
+            })?;
+            h.update(&chunk);
+        }
+        Ok(h.finish())
+    }
+
+    /// Cancels an upload and removes its data.
+    pub async fn cancel_upload(&self, name: &str, id: &str) -> Result<()> {
+        let lock = self.upload_lock(id);
+        let _guard = lock.lock().await;
+        self.load_state(name, id).await?;
+        self.cancel_upload_locked(name, id).await
+    }
+
+    async fn cancel_upload_locked(&self, name: &str, id: &str) -> Result<()> {
+        self.delete_quiet(&paths::upload_dir(name, id)).await?;
+        self.forget_upload_lock(id);
+        Ok(())
+    }
+
+    /// A monolithic upload: the whole blob in one request.
+    pub async fn put_blob(
+        &self,
+        name: &str,
+        digest: &str,
+        body: ByteStream,
+        len: Option<u64>,
+    ) -> Result<BlobInfo> {
+        parse_digest(digest)?;
+        let st = self.start_upload(name).await?;
+        let res = self
+            .finish_upload(name, &st.id, digest, Some((body, len)))
+            .await;
+        if res.is_err() {
+            let _ = self.cancel_upload_locked(name, &st.id).await;
+        }
+        res
+    }
+}
+
+/// Parses a client-given digest, mapping errors to `DIGEST_INVALID`.
+pub(crate) fn parse_digest(s: &str) -> Result<Digest> {
+    s.parse::<Digest>()
+        .map_err(|e| RegistryError::DigestInvalid(e.to_string()))
+}
+
+impl Registry {
+    /// Removes upload sessions started more than `max_age` ago (abandoned by their clients),
+    /// as Distribution's upload purging does. Returns how many were removed.
+    pub async fn purge_uploads(&self, max_age: std::time::Duration) -> Result<usize> {
+        let now = time::OffsetDateTime::now_utc();
+        let mut removed = 0;
+        let (repos, _) = self.catalog(None, None).await?;
+        for name in repos {
+            let dir = format!("{}/_uploads", paths::repo(&name));
+            let ids = match self.storage.list(&dir).await {
+                Ok(v) => v,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for id in ids {
+                let started = match self
+                    .storage
+                    .read(&paths::upload_started(&name, &id), 256)
+                    .await
+                {
+                    Ok(b) => time::OffsetDateTime::parse(
+                        String::from_utf8_lossy(&b).trim(),
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .ok(),
+                    Err(e) if e.is_not_found() => None,
+                    Err(e) => return Err(e.into()),
+                };
+                // A session with no readable start time is judged by its folder's age.
+                let started = match started {
+                    Some(t) => t,
+                    None => match self
+                        .storage
+                        .stat(&format!("{dir}/{id}"))
+                        .await
+                        .ok()
+                        .and_then(|m| m.modified)
+                    {
+                        Some(t) => t.into(),
+                        None => continue,
+                    },
+                };
+                if now - started > max_age {
+                    self.delete_quiet(&format!("{dir}/{id}")).await?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}

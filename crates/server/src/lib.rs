@@ -1,0 +1,86 @@
+//! The Berth registry's HTTP layer: an axum router for the OCI Distribution Spec v1.1 and the
+//! Docker Registry HTTP API V2 over a [`berth_registry::Registry`].
+//!
+//! Repository names contain `/`, so every `/v2/...` request goes through one catch-all route and
+//! [`route::parse`] splits the path into the repository name and the endpoint. Every response
+//! carries `Docker-Distribution-API-Version: registry/2.0`; every error is the spec's JSON body,
+//! produced in one place ([`error::ApiError`]).
+
+mod auth;
+mod error;
+mod handlers;
+mod headers;
+mod listen;
+pub mod route;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use berth_registry::Registry;
+
+pub use auth::AccessControl;
+pub use error::ApiError;
+pub use listen::{ListenError, TlsFiles, serve};
+
+/// Options of the HTTP layer.
+#[derive(Clone, Default, Debug)]
+pub struct ServerOptions {
+    /// Honour `X-Forwarded-Proto` and `X-Forwarded-Host` when building `Location` headers.
+    pub trust_forwarded_headers: bool,
+    /// Authentication and authorization.
+    pub access: AccessControl,
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) registry: Registry,
+    pub(crate) options: Arc<ServerOptions>,
+    pub(crate) access: AccessControl,
+}
+
+/// Builds the router.
+pub fn router(registry: Registry, options: ServerOptions) -> Router {
+    let access = options.access.clone();
+    let state = AppState {
+        registry,
+        options: Arc::new(options),
+        access,
+    };
+    Router::new()
+        .route("/v2", axum::routing::any(handlers::base))
+        .route("/v2/", axum::routing::any(handlers::base))
+        .route("/v2/{*rest}", axum::routing::any(handlers::dispatch))
+        .route(
+            "/token",
+            axum::routing::get(auth::token_get).post(auth::token_post),
+        )
+        .fallback(handlers::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
+        .layer(middleware::from_fn(access_log_and_version))
+        .with_state(state)
+}
+
+/// Adds the API version header to every response and logs one line per request.
+async fn access_log_and_version(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let mut res = next.run(req).await;
+    res.headers_mut().insert(
+        "docker-distribution-api-version",
+        http::HeaderValue::from_static("registry/2.0"),
+    );
+    tracing::info!(
+        target: "berth::access",
+        %method,
+        path,
+        status = res.status().as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    res
+}

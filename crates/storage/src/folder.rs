@@ -1,0 +1,415 @@
+//! The local folder backend: keys are files under a root directory.
+//!
+//! Small objects are written to a hidden temporary file in the same directory, fsynced and
+//! renamed into place, then the directory is fsynced, so a killed process leaves either the old
+//! object or the new one. Append writers gather [`WRITE_BUFFER`] bytes at a time and hand them to
+//! a blocking thread; readers are fed by a read-ahead thread. The async workers never wait on the
+//! disk, and memory per transfer stays at a few buffers.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{ByteRange, Meta, Object, ObjectWriter, Result, Storage, StorageError, check_key};
+
+/// Prefix of temporary files; `list` hides them.
+const TMP_PREFIX: &str = ".berth-tmp-";
+/// How much an append writer gathers before one write system call.
+const WRITE_BUFFER: usize = 4 << 20;
+/// Size of the reads that feed a GET.
+const READ_CHUNK: usize = 1 << 20;
+/// Blocks a reader may have read ahead of the consumer.
+const READ_AHEAD: usize = 4;
+
+/// Storage in a local folder, laid out exactly as the keys say.
+#[derive(Debug, Clone)]
+pub struct FolderStorage {
+    root: PathBuf,
+}
+
+impl FolderStorage {
+    /// A backend rooted at `root` (created if missing).
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)
+            .map_err(|e| StorageError::io(&root.display().to_string(), e))?;
+        Ok(FolderStorage { root })
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, path: &str) -> Result<PathBuf> {
+        check_key(path)?;
+        Ok(self.root.join(path))
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Io {
+            path: String::new(),
+            source: std::io::Error::other(e),
+        })?
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn put_atomic(key: &str, full: &Path, data: &[u8]) -> Result<()> {
+    let dir = full.parent().expect("keys have a parent under the root");
+    std::fs::create_dir_all(dir).map_err(|e| StorageError::io(key, e))?;
+    let tmp = dir.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, full)?;
+        sync_dir(dir)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res.map_err(|e| StorageError::io(key, e))
+}
+
+#[async_trait]
+impl Storage for FolderStorage {
+    fn describe(&self) -> String {
+        format!("folder {}", self.root.display())
+    }
+
+    async fn get(&self, path: &str, range: Option<ByteRange>) -> Result<Object> {
+        let full = self.full(path)?;
+        let key = path.to_owned();
+        let (file, size, start, len) = blocking(move || {
+            let mut f = std::fs::File::open(&full).map_err(|e| StorageError::io(&key, e))?;
+            let meta = f.metadata().map_err(|e| StorageError::io(&key, e))?;
+            if meta.is_dir() {
+                return Err(StorageError::NotFound(key));
+            }
+            let size = meta.len();
+            let (start, len) = match range {
+                None => (0, size),
+                Some(r) => {
+                    if r.start > size || (r.start == size && size > 0) {
+                        return Err(StorageError::InvalidRange(key));
+                    }
+                    let len = r.len.unwrap_or(size - r.start).min(size - r.start);
+                    (r.start, len)
+                }
+            };
+            if start > 0 {
+                f.seek(SeekFrom::Start(start))
+                    .map_err(|e| StorageError::io(&key, e))?;
+            }
+            Ok((f, size, start, len))
+        })
+        .await?;
+        let _ = start;
+        // A blocking thread reads ahead in large blocks into a bounded channel: the disk and the
+        // network overlap, and memory stays at a few blocks whatever the object's size.
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
+        tokio::task::spawn_blocking(move || {
+            let mut f = file;
+            let mut left = len;
+            while left > 0 {
+                let want = left.min(READ_CHUNK as u64) as usize;
+                let mut buf = vec![0u8; want];
+                let mut got = 0;
+                let mut err = None;
+                while got < want {
+                    match f.read(&mut buf[got..]) {
+                        Ok(0) => {
+                            err = Some(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "object shrank while being read",
+                            ));
+                            break;
+                        }
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            err = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if let Some(e) = err {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+                left -= got as u64;
+                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                    return; // the reader went away
+                }
+            }
+        });
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        Ok(Object {
+            size,
+            stream: Box::pin(stream),
+        })
+    }
+
+    async fn read(&self, path: &str, limit: u64) -> Result<Bytes> {
+        let full = self.full(path)?;
+        let key = path.to_owned();
+        blocking(move || {
+            let f = std::fs::File::open(&full).map_err(|e| StorageError::io(&key, e))?;
+            let meta = f.metadata().map_err(|e| StorageError::io(&key, e))?;
+            if meta.is_dir() {
+                return Err(StorageError::NotFound(key));
+            }
+            if meta.len() > limit {
+                return Err(StorageError::TooLarge { path: key, limit });
+            }
+            let mut buf = Vec::with_capacity(meta.len() as usize);
+            f.take(limit + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| StorageError::io(&key, e))?;
+            if buf.len() as u64 > limit {
+                return Err(StorageError::TooLarge { path: key, limit });
+            }
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn stat(&self, path: &str) -> Result<Meta> {
+        let full = self.full(path)?;
+        let key = path.to_owned();
+        blocking(move || {
+            let m = std::fs::metadata(&full).map_err(|e| StorageError::io(&key, e))?;
+            Ok(Meta {
+                size: if m.is_dir() { 0 } else { m.len() },
+                modified: m.modified().ok(),
+                is_dir: m.is_dir(),
+            })
+        })
+        .await
+    }
+
+    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        let full = self.full(path)?;
+        let key = path.to_owned();
+        blocking(move || put_atomic(&key, &full, &data)).await
+    }
+
+    async fn list(&self, path: &str) -> Result<Vec<String>> {
+        let full = self.full(path)?;
+        let key = path.to_owned();
+        blocking(move || {
+            let rd = std::fs::read_dir(&full).map_err(|e| StorageError::io(&key, e))?;
+            let mut out = Vec::new();
+            for entry in rd {
+                let entry = entry.map_err(|e| StorageError::io(&key, e))?;
+                if let Some(name) = entry.file_name().to_str()
+                    && !name.starts_with(TMP_PREFIX)
+                {
+                    out.push(name.to_owned());
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        let full = self.full(path)?;
+        let key = path.to_owned();
+        blocking(move || {
+            let m = std::fs::symlink_metadata(&full).map_err(|e| StorageError::io(&key, e))?;
+            let r = if m.is_dir() {
+                std::fs::remove_dir_all(&full)
+            } else {
+                std::fs::remove_file(&full)
+            };
+            r.map_err(|e| StorageError::io(&key, e))
+        })
+        .await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let src = self.full(from)?;
+        let dst = self.full(to)?;
+        let key = from.to_owned();
+        blocking(move || {
+            let dir = dst.parent().expect("keys have a parent");
+            std::fs::create_dir_all(dir).map_err(|e| StorageError::io(&key, e))?;
+            std::fs::rename(&src, &dst).map_err(|e| StorageError::io(&key, e))?;
+            sync_dir(dir).map_err(|e| StorageError::io(&key, e))
+        })
+        .await
+    }
+
+    async fn writer(&self, path: &str, offset: u64) -> Result<Box<dyn ObjectWriter>> {
+        let full = self.full(path)?;
+        let key = path.to_owned();
+        let file = blocking(move || {
+            let dir = full.parent().expect("keys have a parent");
+            std::fs::create_dir_all(dir).map_err(|e| StorageError::io(&key, e))?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&full)
+                .map_err(|e| StorageError::io(&key, e))?;
+            // The disk thread of an earlier writer of this object that was dropped without a
+            // commit (a request that broke off) may still be writing its queued buffers; it
+            // holds this lock until it ends. Cutting the file before then would let its late
+            // writes land past the cut, inside what the new writer appends.
+            f.lock().map_err(|e| StorageError::io(&key, e))?;
+            let len = f.metadata().map_err(|e| StorageError::io(&key, e))?.len();
+            if offset > len {
+                return Err(StorageError::InvalidRange(key));
+            }
+            if offset < len {
+                f.set_len(offset).map_err(|e| StorageError::io(&key, e))?;
+            }
+            f.seek(SeekFrom::Start(offset))
+                .map_err(|e| StorageError::io(&key, e))?;
+            Ok(f)
+        })
+        .await?;
+        Ok(Box::new(FolderWriter::spawn(path.to_owned(), file, offset)))
+    }
+}
+
+/// Messages to a writer's disk thread.
+enum WriteMsg {
+    Data(Vec<Bytes>),
+    Commit(tokio::sync::oneshot::Sender<std::io::Result<()>>),
+}
+
+/// An append writer whose disk I/O runs on a blocking thread fed through a bounded channel, so
+/// receiving and hashing the next bytes overlaps with writing the previous ones. The thread also
+/// flushes every [`SYNC_EVERY`] bytes so that the final fsync of a large blob is short.
+struct FolderWriter {
+    key: String,
+    tx: tokio::sync::mpsc::Sender<WriteMsg>,
+    /// Chunks gathered for the next hand-over; kept as received, not copied together.
+    buf: Vec<Bytes>,
+    buf_len: usize,
+    size: u64,
+}
+
+/// Bytes between intermediate `fdatasync` calls of an append writer.
+const SYNC_EVERY: u64 = 64 << 20;
+/// Buffers queued to a writer's disk thread.
+const WRITE_QUEUE: usize = 4;
+
+impl FolderWriter {
+    fn spawn(key: String, mut file: std::fs::File, size: u64) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteMsg>(WRITE_QUEUE);
+        tokio::task::spawn_blocking(move || {
+            let mut failed: Option<std::io::Error> = None;
+            let mut unsynced = 0u64;
+            while let Some(msg) = rx.blocking_recv() {
+                match msg {
+                    WriteMsg::Data(d) => {
+                        if failed.is_some() {
+                            continue;
+                        }
+                        let r = d.iter().try_for_each(|b| file.write_all(b)).and_then(|_| {
+                            unsynced += d.iter().map(|b| b.len() as u64).sum::<u64>();
+                            if unsynced >= SYNC_EVERY {
+                                unsynced = 0;
+                                file.sync_data()
+                            } else {
+                                Ok(())
+                            }
+                        });
+                        failed = r.err();
+                    }
+                    WriteMsg::Commit(reply) => {
+                        let r = match failed.take() {
+                            Some(e) => Err(e),
+                            None => file.sync_data(),
+                        };
+                        // Close (and unlock) before answering, so the next writer need not wait.
+                        drop(file);
+                        let _ = reply.send(r);
+                        return;
+                    }
+                }
+            }
+        });
+        FolderWriter {
+            key,
+            tx,
+            buf: Vec::new(),
+            buf_len: 0,
+            size,
+        }
+    }
+
+    async fn send_buf(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::take(&mut self.buf);
+        self.buf_len = 0;
+        self.tx
+            .send(WriteMsg::Data(data))
+            .await
+            .map_err(|_| StorageError::Io {
+                path: self.key.clone(),
+                source: std::io::Error::other("the writer's disk thread stopped"),
+            })
+    }
+}
+
+#[async_trait]
+impl ObjectWriter for FolderWriter {
+    async fn write(&mut self, data: Bytes) -> Result<()> {
+        self.size += data.len() as u64;
+        self.buf_len += data.len();
+        self.buf.push(data);
+        if self.buf_len >= WRITE_BUFFER {
+            self.send_buf().await?;
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        self.send_buf().await?;
+        let (reply, done) = tokio::sync::oneshot::channel();
+        let gone = || StorageError::Io {
+            path: self.key.clone(),
+            source: std::io::Error::other("the writer's disk thread stopped"),
+        };
+        self.tx
+            .send(WriteMsg::Commit(reply))
+            .await
+            .map_err(|_| gone())?;
+        done.await
+            .map_err(|_| gone())?
+            .map_err(|e| StorageError::io(&self.key, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn folder_backend_passes_the_shared_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FolderStorage::new(dir.path()).unwrap();
+        crate::suite::run_all(&s).await;
+    }
+}

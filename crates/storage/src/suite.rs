@@ -1,0 +1,162 @@
+//! The behaviour every [`Storage`] backend must show, as one suite each backend's tests run.
+//!
+//! The functions panic on the first deviation, with a message naming the operation.
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::{ByteRange, Storage};
+
+async fn collect(s: &dyn Storage, path: &str, range: Option<ByteRange>) -> Vec<u8> {
+    let obj = s
+        .get(path, range)
+        .await
+        .unwrap_or_else(|e| panic!("get {path}: {e}"));
+    let mut out = Vec::new();
+    let mut st = obj.stream;
+    while let Some(chunk) = st.next().await {
+        out.extend_from_slice(&chunk.expect("stream chunk"));
+    }
+    out
+}
+
+/// Runs every check below against `s`, which must be empty.
+pub async fn run_all(s: &dyn Storage) {
+    put_read_stat(s).await;
+    ranges(s).await;
+    list_delete(s).await;
+    writer_append_and_resume(s).await;
+    rename_replaces(s).await;
+    refuses_escapes(s).await;
+}
+
+/// `put` then `read`, `get`, `stat`, and overwrite.
+pub async fn put_read_stat(s: &dyn Storage) {
+    s.put("a/b/c", Bytes::from_static(b"hello"))
+        .await
+        .expect("put");
+    assert_eq!(&s.read("a/b/c", 100).await.expect("read")[..], b"hello");
+    assert_eq!(collect(s, "a/b/c", None).await, b"hello");
+    let m = s.stat("a/b/c").await.expect("stat");
+    assert_eq!((m.size, m.is_dir), (5, false));
+    assert!(s.stat("a/b").await.expect("stat dir").is_dir);
+    s.put("a/b/c", Bytes::from_static(b"bye"))
+        .await
+        .expect("overwrite");
+    assert_eq!(&s.read("a/b/c", 100).await.unwrap()[..], b"bye");
+    assert!(
+        s.read("a/b/c", 2).await.is_err(),
+        "read over the limit must fail"
+    );
+    assert!(s.read("a/b/missing", 10).await.unwrap_err().is_not_found());
+    assert!(s.stat("nope").await.unwrap_err().is_not_found());
+    assert!(
+        s.get("nope", None)
+            .await
+            .err()
+            .expect("get missing")
+            .is_not_found()
+    );
+}
+
+/// Ranged reads.
+pub async fn ranges(s: &dyn Storage) {
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    s.put("r/obj", Bytes::from(data.clone())).await.unwrap();
+    assert_eq!(collect(s, "r/obj", None).await, data, "whole object");
+    let r = Some(ByteRange {
+        start: 10,
+        len: Some(5),
+    });
+    assert_eq!(collect(s, "r/obj", r).await, &data[10..15]);
+    let r = Some(ByteRange {
+        start: 1_500_000,
+        len: None,
+    });
+    assert_eq!(collect(s, "r/obj", r).await, &data[1_500_000..]);
+    let obj = s
+        .get(
+            "r/obj",
+            Some(ByteRange {
+                start: 2,
+                len: Some(1),
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(obj.size, data.len() as u64, "size is the whole object's");
+    assert!(
+        s.get(
+            "r/obj",
+            Some(ByteRange {
+                start: 3_000_001,
+                len: None
+            })
+        )
+        .await
+        .is_err()
+    );
+}
+
+/// `list` names immediate children; `delete` removes trees.
+pub async fn list_delete(s: &dyn Storage) {
+    s.put("l/x/1", Bytes::from_static(b"1")).await.unwrap();
+    s.put("l/x/2", Bytes::from_static(b"2")).await.unwrap();
+    s.put("l/y/z/3", Bytes::from_static(b"3")).await.unwrap();
+    let mut names = s.list("l").await.unwrap();
+    names.sort();
+    assert_eq!(names, ["x", "y"]);
+    let mut names = s.list("l/x").await.unwrap();
+    names.sort();
+    assert_eq!(names, ["1", "2"]);
+    s.delete("l/x/1").await.unwrap();
+    assert_eq!(s.list("l/x").await.unwrap(), ["2"]);
+    s.delete("l/y").await.unwrap();
+    assert!(s.stat("l/y/z/3").await.unwrap_err().is_not_found());
+    assert!(s.delete("l/none").await.unwrap_err().is_not_found());
+    assert!(s.list("l/none").await.unwrap_err().is_not_found());
+}
+
+/// Writers append, report their size, and reopen at an offset discarding the tail.
+pub async fn writer_append_and_resume(s: &dyn Storage) {
+    let mut w = s.writer("w/data", 0).await.unwrap();
+    w.write(Bytes::from_static(b"abc")).await.unwrap();
+    w.write(Bytes::from(vec![b'd'; 5 << 20])).await.unwrap();
+    assert_eq!(w.size(), 3 + (5 << 20));
+    w.commit().await.unwrap();
+    assert_eq!(s.stat("w/data").await.unwrap().size, 3 + (5 << 20));
+    let mut w = s.writer("w/data", 3).await.unwrap();
+    assert_eq!(w.size(), 3);
+    w.write(Bytes::from_static(b"XYZ")).await.unwrap();
+    w.commit().await.unwrap();
+    assert_eq!(collect(s, "w/data", None).await, b"abcXYZ");
+    assert!(
+        s.writer("w/data", 100).await.is_err(),
+        "offset beyond the end"
+    );
+}
+
+/// `rename` moves and replaces.
+pub async fn rename_replaces(s: &dyn Storage) {
+    s.put("m/src", Bytes::from_static(b"new")).await.unwrap();
+    s.put("m/dst/data", Bytes::from_static(b"old"))
+        .await
+        .unwrap();
+    s.rename("m/src", "m/dst/data").await.unwrap();
+    assert_eq!(&s.read("m/dst/data", 10).await.unwrap()[..], b"new");
+    assert!(s.stat("m/src").await.unwrap_err().is_not_found());
+    s.put("m/src2", Bytes::from_static(b"x")).await.unwrap();
+    s.rename("m/src2", "m/deep/new/dir/data").await.unwrap();
+    assert_eq!(&s.read("m/deep/new/dir/data", 10).await.unwrap()[..], b"x");
+}
+
+/// No key escapes the root.
+pub async fn refuses_escapes(s: &dyn Storage) {
+    for bad in ["../x", "/etc/passwd", "a/../../x", "a//b", ""] {
+        assert!(
+            s.put(bad, Bytes::from_static(b"x")).await.is_err(),
+            "put {bad}"
+        );
+        assert!(s.read(bad, 10).await.is_err(), "read {bad}");
+    }
+}
