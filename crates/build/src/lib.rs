@@ -8,6 +8,7 @@
 //! - [`archive`]: an existing `.tar`, `.tar.gz` or `.tar.zst` streamed as is, validated
 //!   and hashed (diff_id) on the way.
 //! - [`config_merge`]: YAML/JSON merge patches for the image config.
+//! - [`image`]: image configs, manifests and indexes rebuilt around a new layer.
 //! - [`labels`]: `org.opencontainers.image.*` labels from CI variables or git.
 //! - [`compression`]: compression settings and layer media types.
 //!
@@ -85,6 +86,7 @@
 pub mod archive;
 pub mod compression;
 pub mod config_merge;
+pub mod image;
 pub mod labels;
 pub mod layer;
 pub mod pipeline;

@@ -40,7 +40,7 @@ pub const EXIT_NETWORK: u8 = 5;
 pub struct Common {
     /// Print machine-readable JSON.
     #[arg(long, global = false)]
-    json: bool,
+    pub(crate) json: bool,
     /// Accept plain HTTP and unverified TLS certificates for the registries named in this command.
     #[arg(long)]
     insecure: bool,
@@ -67,10 +67,10 @@ pub struct Common {
     max_transfers: usize,
     /// Upload blobs in chunks (PATCH requests) instead of one streaming request.
     #[arg(long)]
-    chunked: bool,
+    pub(crate) chunked: bool,
     /// Chunk size in bytes for --chunked (suffixes K, M accepted).
     #[arg(long, default_value = "4M", value_name = "BYTES")]
-    chunk_size: String,
+    pub(crate) chunk_size: String,
 }
 
 /// Platform choice for commands that copy.
@@ -291,14 +291,14 @@ pub enum ClientCommand {
     },
 }
 
-type CmdResult = Result<(), (u8, anyhow::Error)>;
+pub(crate) type CmdResult = Result<(), (u8, anyhow::Error)>;
 
-fn usage(msg: impl std::fmt::Display) -> (u8, anyhow::Error) {
+pub(crate) fn usage(msg: impl std::fmt::Display) -> (u8, anyhow::Error) {
     (EXIT_USAGE, anyhow!("{msg}"))
 }
 
 /// Maps a library error to an exit code and a one-line message that says what to do.
-fn fail(context: &str, e: Error) -> (u8, anyhow::Error) {
+pub(crate) fn fail(context: &str, e: Error) -> (u8, anyhow::Error) {
     let code = match &e {
         Error::NotFound { .. } => EXIT_NOT_FOUND,
         Error::Authentication { .. } | Error::Authorization { .. } => EXIT_AUTH,
@@ -318,7 +318,7 @@ fn fail(context: &str, e: Error) -> (u8, anyhow::Error) {
     (code, anyhow!("{prefix}{e}{hint}"))
 }
 
-fn parse_ref(s: &str) -> Result<Reference, (u8, anyhow::Error)> {
+pub(crate) fn parse_ref(s: &str) -> Result<Reference, (u8, anyhow::Error)> {
     s.parse::<Reference>()
         .map_err(|e| usage(format!("{e} (in {s:?})")))
 }
@@ -337,7 +337,7 @@ fn parse_host(s: &str) -> Result<String, (u8, anyhow::Error)> {
     Ok(h.to_owned())
 }
 
-fn parse_size(s: &str) -> Result<usize, (u8, anyhow::Error)> {
+pub(crate) fn parse_size(s: &str) -> Result<usize, (u8, anyhow::Error)> {
     let (num, mult) = match s.chars().last() {
         Some('K' | 'k') => (&s[..s.len() - 1], 1024),
         Some('M' | 'm') => (&s[..s.len() - 1], 1024 * 1024),
@@ -390,7 +390,7 @@ fn credentials(
     Ok(None)
 }
 
-fn client(
+pub(crate) fn client(
     registry: &str,
     common: &Common,
     override_creds: Option<&str>,
@@ -433,7 +433,7 @@ fn platforms(args: &PlatformArgs) -> Result<Platforms, (u8, anyhow::Error)> {
     })
 }
 
-fn print_json(v: &serde_json::Value) {
+pub(crate) fn print_json(v: &serde_json::Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).expect("JSON serializes")

@@ -3,6 +3,7 @@
 //! Each group of subcommands lives in its own module; this file only wires them together and maps
 //! errors to exit codes.
 
+mod build_cmds;
 mod client_cmds;
 mod config;
 mod logging;
@@ -26,6 +27,8 @@ enum Command {
     Serve(serve::ServeArgs),
     #[command(flatten)]
     Client(client_cmds::ClientCommand),
+    #[command(flatten)]
+    Build(build_cmds::BuildCommand),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await.map_err(|e| (1u8, e)),
             Command::Client(cmd) => client_cmds::run(cmd).await,
+            Command::Build(cmd) => build_cmds::run(cmd).await,
         }
     });
     match result {

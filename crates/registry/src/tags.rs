@@ -38,13 +38,21 @@ impl Registry {
         last: Option<&str>,
     ) -> Result<(Vec<String>, bool)> {
         check_name(name)?;
-        if !self.exists(&paths::repo(name)).await? {
-            return Err(RegistryError::NameUnknown(name.to_owned()));
-        }
-        // Like Distribution, a tag is listed when its folder exists; tag deletion removes the
-        // whole folder, so this needs no per-tag read (it matters for repositories with
-        // thousands of tags).
-        Ok(paginate(self.all_tags(name).await?, n, last))
+        // Like Distribution, a repository without a tags folder is unknown (one that only
+        // holds blobs or abandoned uploads included), and a tag is listed when its folder
+        // exists; tag deletion removes the whole folder, so this needs no per-tag read (it
+        // matters for repositories with thousands of tags).
+        let tags = match self.storage.list(&paths::tags(name)).await {
+            Ok(v) => v
+                .into_iter()
+                .filter(|t| berth_oci::validate_tag(t).is_ok())
+                .collect(),
+            Err(e) if e.is_not_found() => {
+                return Err(RegistryError::NameUnknown(name.to_owned()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(paginate(tags, n, last))
     }
 
     /// Repository names in lexical order; the bool says whether more follow.
