@@ -239,7 +239,7 @@ pub async fn run(cmd: BuildCommand) -> CmdResult {
                 }
             };
             let platform = match platform {
-                Some(p) => Platform::parse(&p).map_err(|e| usage(e))?,
+                Some(p) => Platform::parse(&p).map_err(usage)?,
                 None => Platform::host(),
             };
             push_new_image(

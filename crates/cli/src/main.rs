@@ -28,7 +28,7 @@ enum Command {
     #[command(flatten)]
     Client(client_cmds::ClientCommand),
     #[command(flatten)]
-    Build(build_cmds::BuildCommand),
+    Build(Box<build_cmds::BuildCommand>),
 }
 
 fn main() -> ExitCode {
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await.map_err(|e| (1u8, e)),
             Command::Client(cmd) => client_cmds::run(cmd).await,
-            Command::Build(cmd) => build_cmds::run(cmd).await,
+            Command::Build(cmd) => build_cmds::run(*cmd).await,
         }
     });
     match result {

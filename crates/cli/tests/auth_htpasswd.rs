@@ -345,3 +345,117 @@ fn audit_lines_record_push_delete_and_failed_login_and_never_secrets() {
         );
     }
 }
+
+#[test]
+fn malformed_huge_and_bearer_authorization_headers_get_401_and_change_nothing() {
+    let s = Setup::new();
+    let mut srv = s.start(&[]);
+    let img = TestImage::random();
+    img.push_with_curl(
+        &srv,
+        Some(&s.pki),
+        "team/app",
+        "v1",
+        &Auth::basic("alice", &s.password),
+    );
+    let before = snapshot(&s.root());
+    let new_img = TestImage::random();
+    let mut values = malformed_authorizations();
+    // A token is no use where Basic credentials are expected; two headers are refused too.
+    values.push((
+        "a bearer token",
+        "Bearer eyJhbGciOiJFUzI1NiJ9.e30.c2ln".into(),
+    ));
+    for (what, value) in &values {
+        let h = format!("Authorization: {value}");
+        for (method, path) in [
+            ("GET", "/v2/".to_owned()),
+            ("GET", "/v2/team/app/manifests/v1".to_owned()),
+            ("DELETE", format!("/v2/team/app/manifests/{}", img.digest())),
+        ] {
+            let r = curl(method, &srv.url(&path))
+                .cacert(&s.pki)
+                .header(&h)
+                .send();
+            assert_basic_401(&r);
+            assert!(!r.body.is_empty(), "{what}: {method} {path}: no error body");
+        }
+        let r = curl(
+            "POST",
+            &srv.url(&format!(
+                "/v2/team/new/blobs/uploads/?digest={}",
+                digest_of(&new_img.config)
+            )),
+        )
+        .cacert(&s.pki)
+        .header(&h)
+        .body(new_img.config.clone())
+        .send();
+        assert_basic_401(&r);
+        let r = curl("PUT", &srv.url("/v2/team/app/manifests/v1"))
+            .cacert(&s.pki)
+            .header(&h)
+            .header(&format!("Content-Type: {OCI_MANIFEST}"))
+            .body(new_img.manifest.clone())
+            .send();
+        assert_basic_401(&r);
+    }
+    // Right credentials sent twice: refused (exactly one Authorization header is accepted).
+    let good = format!(
+        "Authorization: Basic {}",
+        b64(format!("alice:{}", s.password).as_bytes())
+    );
+    let r = curl("GET", &srv.url("/v2/team/app/manifests/v1"))
+        .cacert(&s.pki)
+        .header(&good)
+        .header(&good)
+        .send();
+    assert_basic_401(&r);
+
+    // Huge headers: the registry's 401, promptly, over both protocols.
+    let huge = s.dir.path().join("huge");
+    for (version, size) in HUGE_HEADERS {
+        write_huge_authorization(&huge, size);
+        let started = std::time::Instant::now();
+        let r = curl("GET", &srv.url("/v2/team/app/manifests/v1"))
+            .cacert(&s.pki)
+            .arg(version)
+            .header_file(&huge)
+            .send();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{version}: took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(r.version, version.trim_start_matches("--http"), "{r}");
+        assert_basic_401(&r);
+    }
+
+    srv.assert_running();
+    assert_eq!(
+        snapshot(&s.root()),
+        before,
+        "refused requests changed the storage"
+    );
+    let r = curl("GET", &srv.url("/v2/team/app/manifests/v1"))
+        .cacert(&s.pki)
+        .auth(&Auth::basic("alice", &s.password))
+        .send();
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.body, img.manifest);
+    let reasons: Vec<String> = lines_of(&srv.log(), "berth_auth::audit")
+        .iter()
+        .filter_map(|l| field(l, "reason"))
+        .collect();
+    for reason in [
+        "basic_bad_base64",
+        "unknown_authorization_scheme",
+        "authorization_header_too_large",
+        "multiple_authorization_headers",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "no audit line with reason {reason}: {reasons:?}"
+        );
+    }
+}

@@ -34,10 +34,18 @@ impl std::fmt::Debug for AccessControl {
     }
 }
 
-/// Marks a mount request whose caller may not pull the source: the handler starts a plain
-/// upload instead of mounting, so no blob leaks across repositories.
-#[derive(Clone, Copy, Debug)]
-pub struct MountNotAllowed;
+/// The guard's decision on a cross-repository mount (`POST .../blobs/uploads/?mount=&from=`),
+/// for the upload handler. With access control on, the handler mounts only as this says, never
+/// from its own reading of the query: a query may name `from` more than once (or once invalid,
+/// once valid), and no blob may be mounted from a repository other than the one checked here.
+#[derive(Clone, Debug)]
+pub enum MountAuthorization {
+    /// The caller may pull this source repository: mount from it.
+    From(String),
+    /// The caller may push the target but not pull the source: start a plain upload instead,
+    /// so no blob leaks across repositories.
+    NotAllowed,
+}
 
 fn remote(req: &Request) -> Option<IpAddr> {
     req.extensions()
@@ -71,7 +79,7 @@ const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 /// [`DISCARD_TIME`]) before the refusal is sent. Without this, an HTTP/2 client still uploading
 /// gets the 401 followed by a `RST_STREAM` while it is sending, and some clients (curl 7.x)
 /// report a stream error instead of the 401 and its challenge. Larger bodies are cut off.
-async fn discard_body(mut body: Body) {
+pub(crate) async fn discard_body(mut body: Body) {
     let _ = tokio::time::timeout(DISCARD_TIME, async {
         let mut seen = 0usize;
         while let Some(Ok(frame)) = body.frame().await {
@@ -108,11 +116,15 @@ pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> 
                         .authorize_mount(headers, &target, &source, remote_ip)
                         .await
                     {
-                        Ok((p, MountDecision::Upload)) => {
-                            req.extensions_mut().insert(MountNotAllowed);
+                        Ok((p, MountDecision::Mount)) => {
+                            req.extensions_mut()
+                                .insert(MountAuthorization::From(source));
                             Ok(p)
                         }
-                        Ok((p, _)) => Ok(p),
+                        Ok((p, _)) => {
+                            req.extensions_mut().insert(MountAuthorization::NotAllowed);
+                            Ok(p)
+                        }
                         Err(e) => Err(e),
                     }
                 }

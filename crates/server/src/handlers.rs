@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
 
 use crate::AppState;
+use crate::auth::MountAuthorization;
 use crate::error::ApiError;
 use crate::headers;
 use crate::route::{self, Endpoint};
@@ -74,12 +75,14 @@ pub async fn dispatch(
     uri: http::Uri,
     Query(params): Params,
     headers: HeaderMap,
-    no_mount: Option<axum::Extension<crate::auth::MountNotAllowed>>,
+    mount_auth: Option<axum::Extension<MountAuthorization>>,
     body: Body,
 ) -> Response {
     // The raw path, split before decoding: axum's `Path` would decode `%2F` into a separator.
     let rest = uri.path().strip_prefix("/v2/").unwrap_or_default();
+    // Refusals made before a handler reads the body discard it first (see `discard_body`).
     let Some((name, ep)) = route::parse_raw(rest) else {
+        crate::auth::discard_body(body).await;
         return ApiError::new(
             ErrorCode::Unsupported,
             format!("unknown API path /v2/{rest}"),
@@ -90,6 +93,7 @@ pub async fn dispatch(
     if ep != Endpoint::Catalog
         && let Err(e) = berth_registry::check_name(&name)
     {
+        crate::auth::discard_body(body).await;
         return ApiError::from(e).into_response();
     }
     let res = match (ep, &method) {
@@ -110,7 +114,14 @@ pub async fn dispatch(
         }
         (Endpoint::Blob(d), &Method::DELETE) => delete_blob(&st, &name, &d).await,
         (Endpoint::Uploads, &Method::POST) => {
-            start_upload(&st, &name, &params, &headers, no_mount.is_none(), body).await
+            // With access control on, mount only from the source the guard authorized.
+            let mount = match mount_auth.map(|axum::Extension(m)| m) {
+                Some(MountAuthorization::NotAllowed) => MountFrom::NotAllowed,
+                Some(MountAuthorization::From(source)) => MountFrom::Source(Some(source)),
+                None if st.access.authenticator.is_some() => MountFrom::Source(None),
+                None => MountFrom::Source(params.get("from").cloned()),
+            };
+            start_upload(&st, &name, &params, &headers, mount, body).await
         }
         (Endpoint::Upload(id), &Method::GET) => upload_status(&st, &name, &id, &headers).await,
         (Endpoint::Upload(id), &Method::PATCH) => {
@@ -126,7 +137,10 @@ pub async fn dispatch(
             .map(|_| empty(StatusCode::NO_CONTENT))
             .map_err(Into::into),
         (Endpoint::Referrers(d), &Method::GET) => referrers(&st, &name, &d, &params).await,
-        (_, m) => Err(method_not_allowed(m)),
+        (_, m) => {
+            crate::auth::discard_body(body).await;
+            Err(method_not_allowed(m))
+        }
     };
     res.unwrap_or_else(IntoResponse::into_response)
 }
@@ -358,18 +372,26 @@ fn blob_created(st: &AppState, h: &HeaderMap, name: &str, d: &Digest) -> Respons
     res
 }
 
+/// Where `POST /v2/<name>/blobs/uploads/?mount=<digest>` may mount from.
+enum MountFrom {
+    /// The caller may push here but not pull the source: `mount` is ignored.
+    NotAllowed,
+    /// This repository, if any (with access control on, the one the guard authorized).
+    Source(Option<String>),
+}
+
 async fn start_upload(
     st: &AppState,
     name: &str,
     params: &HashMap<String, String>,
     h: &HeaderMap,
-    mount_allowed: bool,
+    mount_from: MountFrom,
     body: Body,
 ) -> ApiResult {
-    if let Some(mount) = params.get("mount").filter(|_| mount_allowed) {
+    if let (Some(mount), MountFrom::Source(from)) = (params.get("mount"), mount_from) {
         let d = parse_digest(mount)?;
-        if let Some(from) = params.get("from")
-            && let Some(info) = st.registry.mount_blob(name, from, &d).await?
+        if let Some(from) = from
+            && let Some(info) = st.registry.mount_blob(name, &from, &d).await?
         {
             tracing::info!(repository = name, from = from.as_str(), digest = %d, "blob mounted");
             return Ok(blob_created(st, h, name, &info.digest));

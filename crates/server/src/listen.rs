@@ -79,7 +79,14 @@ pub async fn serve(
     });
     let make = app.into_make_service_with_connect_info::<SocketAddr>();
     let res = match tls {
-        None => axum_server::bind(addr).handle(handle).serve(make).await,
+        None => {
+            let mut server = axum_server::bind(addr).handle(handle);
+            server
+                .http_builder()
+                .http2()
+                .max_header_list_size(MAX_HTTP2_HEADER_LIST);
+            server.serve(make).await
+        }
         Some(files) => {
             // Both the server and the client use ring; installing is a no-op when already done.
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -91,14 +98,25 @@ pub async fn serve(
                     source,
                 })?;
             spawn_reloader(config.clone(), files);
-            axum_server::bind_rustls(addr, config)
-                .handle(handle)
-                .serve(make)
-                .await
+            let mut server = axum_server::bind_rustls(addr, config).handle(handle);
+            server
+                .http_builder()
+                .http2()
+                .max_header_list_size(MAX_HTTP2_HEADER_LIST);
+            server.serve(make).await
         }
     };
     res.map_err(|source| ListenError::Io { addr, source })
 }
+
+/// Largest HTTP/2 header block accepted (HPACK-decoded size).
+///
+/// hyper's HTTP/2 default is 16 KiB, far below what HTTP/1.1 accepts (about 400 KiB), and a
+/// request over the limit is answered by the protocol layer with a bare 431 followed by
+/// `REFUSED_STREAM`, which clients such as curl take as a reason to retry and then report a dead
+/// connection. With this limit, oversized `Authorization` headers (refused above 8 KiB) and other
+/// large headers reach the application over both protocols and get the registry's JSON error.
+const MAX_HTTP2_HEADER_LIST: u32 = 128 * 1024;
 
 /// Reloads the certificate when its files change, so a renewed certificate needs no restart.
 fn spawn_reloader(config: RustlsConfig, files: TlsFiles) {

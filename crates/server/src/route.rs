@@ -20,14 +20,25 @@ pub enum Endpoint {
 }
 
 /// Splits the raw (still percent-encoded) part of a request path after `/v2/` into repository
-/// name and endpoint. The path is split at its literal slashes first and each segment is
-/// percent-decoded afterwards, so an encoded `%2F` stays inside its segment (an upload id, a tag,
-/// a digest) instead of moving the split points: the split is the one the authorization layer
-/// makes on the raw path. Decoded values are validated by the caller (`%2e%2e` decodes to `..`,
-/// which no name, tag, digest or upload id accepts).
+/// name and endpoint, reading it exactly as the authorization layer does
+/// (`berth_auth::routes::required_access`): the path is split at its literal slashes, and the
+/// endpoint words (`manifests`, `blobs`, `uploads`, `tags/list`, `referrers`, `_catalog`) and the
+/// repository name are taken as they are. Only the last segment (reference, digest or upload id)
+/// is percent-decoded, so an encoded `%2F` stays inside it. Were the words decoded too,
+/// `manifest%73` would be served as `manifests` while the authorization layer, which does not
+/// know it, let it through unchecked. Names and decoded values are validated by the caller
+/// (`%2e%2e` decodes to `..`, which no tag, digest or upload id accepts; a name with `%` is
+/// invalid).
 pub fn parse_raw(raw: &str) -> Option<(String, Endpoint)> {
-    let segs: Vec<String> = raw.split('/').map(percent_decode).collect();
-    parse_segments(&segs.iter().map(String::as_str).collect::<Vec<_>>())
+    let (name, ep) = parse(raw)?;
+    let ep = match ep {
+        Endpoint::Manifest(r) => Endpoint::Manifest(percent_decode(&r)),
+        Endpoint::Blob(d) => Endpoint::Blob(percent_decode(&d)),
+        Endpoint::Upload(u) => Endpoint::Upload(percent_decode(&u)),
+        Endpoint::Referrers(d) => Endpoint::Referrers(percent_decode(&d)),
+        other => other,
+    };
+    Some((name, ep))
 }
 
 /// Decodes `%XX` escapes; invalid escapes are kept as they are, invalid UTF-8 is replaced.
@@ -130,12 +141,17 @@ mod tests {
     fn raw_paths_are_split_before_decoding() {
         assert_eq!(
             parse_raw("a%2Fb/tags/list"),
-            Some(("a/b".into(), Endpoint::Tags))
+            Some(("a%2Fb".into(), Endpoint::Tags)),
+            "names are never decoded"
         );
         assert_eq!(
             parse_raw("%2e%2e/manifests/v1"),
-            Some(("..".into(), Endpoint::Manifest("v1".into())))
+            Some(("%2e%2e".into(), Endpoint::Manifest("v1".into())))
         );
+        assert_eq!(parse_raw("a/manifest%73/v1"), None, "words are not decoded");
+        assert_eq!(parse_raw("a/blob%73/uploads/"), None);
+        assert_eq!(parse_raw("a/tags/lis%74"), None);
+        assert_eq!(parse_raw("%5Fcatalog"), None);
         assert_eq!(
             parse_raw("x/blobs/uploads/..%2F..%2Fy"),
             Some(("x".into(), Endpoint::Upload("../../y".into())))
@@ -154,5 +170,86 @@ mod tests {
         );
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+    /// Every request the handlers serve is one the authorization layer checks, for the same
+    /// repository: for each path the router recognizes, `required_access` names scopes on the
+    /// router's repository (or refuses the name), never "not a registry route".
+    #[test]
+    fn every_served_route_is_authorized_for_the_same_repository() {
+        use berth_auth::routes::{RouteAccess, required_access};
+        use http::Method;
+        let words = [
+            "a",
+            "manifests",
+            "manifest%73",
+            "blobs",
+            "blob%73",
+            "uploads",
+            "upload%73",
+            "tags",
+            "list",
+            "lis%74",
+            "referrers",
+            "_catalog",
+            "%5Fcatalog",
+            "",
+        ];
+        let served = |ep: &Endpoint, m: &Method| match ep {
+            Endpoint::Catalog | Endpoint::Tags | Endpoint::Referrers(_) => *m == Method::GET,
+            Endpoint::Manifest(_) => {
+                [Method::GET, Method::HEAD, Method::PUT, Method::DELETE].contains(m)
+            }
+            Endpoint::Blob(_) => [Method::GET, Method::HEAD, Method::DELETE].contains(m),
+            Endpoint::Uploads => *m == Method::POST,
+            Endpoint::Upload(_) => {
+                [Method::GET, Method::PATCH, Method::PUT, Method::DELETE].contains(m)
+            }
+        };
+        let methods = [
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+        ];
+        // Every path of one to four of these segments.
+        let mut paths: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let mut last = paths.clone();
+        for _ in 0..3 {
+            last = last
+                .iter()
+                .flat_map(|p| words.iter().map(move |w| format!("{p}/{w}")))
+                .collect();
+            paths.extend(last.iter().cloned());
+        }
+        paths.sort();
+        paths.dedup();
+        let mut checked = 0;
+        for path in &paths {
+            let Some((name, ep)) = parse_raw(path) else {
+                continue;
+            };
+            for m in methods.iter().filter(|m| served(&ep, m)) {
+                checked += 1;
+                match required_access(m, &format!("/v2/{path}"), None) {
+                    Ok(RouteAccess::Scopes(scopes)) => {
+                        if ep != Endpoint::Catalog {
+                            assert!(
+                                !scopes.is_empty() && scopes.iter().all(|s| s.name == name),
+                                "{m} /v2/{path}: served for {name:?}, authorized as {scopes:?}"
+                            );
+                        }
+                    }
+                    Ok(RouteAccess::Mount { .. }) => unreachable!("no query"),
+                    Ok(other) => panic!("{m} /v2/{path} is served as {ep:?} but {other:?}"),
+                    Err(_) => {} // refused: invalid name
+                }
+            }
+        }
+        assert!(
+            checked > 100,
+            "only {checked} served requests were generated"
+        );
     }
 }

@@ -17,7 +17,7 @@ use crate::{ByteRange, Meta, Object, ObjectWriter, Result, Storage, StorageError
 /// Prefix of temporary files; `list` hides them.
 const TMP_PREFIX: &str = ".berth-tmp-";
 /// How much an append writer gathers before one write system call.
-const WRITE_BUFFER: usize = 4 << 20;
+const WRITE_BUFFER: usize = 1 << 20;
 /// Size of the reads that feed a GET.
 const READ_CHUNK: usize = 1 << 20;
 /// Blocks a reader may have read ahead of the consumer.
@@ -306,7 +306,7 @@ struct FolderWriter {
 /// Bytes between intermediate `fdatasync` calls of an append writer.
 const SYNC_EVERY: u64 = 64 << 20;
 /// Buffers queued to a writer's disk thread.
-const WRITE_QUEUE: usize = 4;
+const WRITE_QUEUE: usize = 2;
 
 impl FolderWriter {
     fn spawn(key: String, mut file: std::fs::File, size: u64) -> Self {

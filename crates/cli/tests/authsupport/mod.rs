@@ -887,3 +887,294 @@ pub fn field(line: &str, key: &str) -> Option<String> {
         Some(rest.split(' ').next().unwrap_or("").to_owned())
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bad credentials
+
+/// `text` with every `127.0.0.1:PORT` written as `127.0.0.1:PORT`, so that a port number never
+/// looks like a status code.
+pub fn without_ports(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("127.0.0.1:") {
+        let (before, after) = rest.split_at(i + "127.0.0.1:".len());
+        out.push_str(before);
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 {
+            out.push_str("PORT");
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// True when a client's error output (skopeo, docker) says that authentication or
+/// authorization failed.
+pub fn says_access_denied(stderr: &[u8]) -> bool {
+    let err = without_ports(&text(stderr)).to_ascii_lowercase();
+    [
+        "unauthorized",
+        "denied",
+        "401",
+        "403",
+        "authentication required",
+        "no basic auth credentials",
+        "insufficient_scope",
+    ]
+    .iter()
+    .any(|w| err.contains(w))
+}
+
+/// Malformed `Authorization` values, each with what is wrong with it. Every auth mode must
+/// answer each with 401 and the `UNAUTHORIZED` body, and change nothing.
+pub fn malformed_authorizations() -> Vec<(&'static str, String)> {
+    vec![
+        ("Basic with bad base64", "Basic !!!".into()),
+        ("Basic without a colon", format!("Basic {}", b64(b"alice"))),
+        (
+            "Basic with an empty user",
+            format!("Basic {}", b64(b":password")),
+        ),
+        ("Basic with nothing", "Basic".into()),
+        ("Bearer with nothing", "Bearer".into()),
+        ("Bearer with two words", "Bearer abc def".into()),
+        ("Bearer that is not a JWT", "Bearer not-a-jwt".into()),
+        (
+            "unknown scheme",
+            "Negotiate YIIBhgYGKwYBBQUCoIIBejCCAXag".into(),
+        ),
+        (
+            "Digest scheme",
+            "Digest username=\"alice\", realm=\"x\"".into(),
+        ),
+        ("scheme only", "Token".into()),
+    ]
+}
+
+/// Writes `Authorization: Bearer AAAA...` (`size` characters of token) as a curl `-H @file`.
+pub fn write_huge_authorization(path: &Path, size: usize) {
+    std::fs::write(
+        path,
+        format!("Authorization: Bearer {}\r\n", "A".repeat(size)),
+    )
+    .unwrap();
+}
+
+/// The largest header curl sends over HTTP/2 is under 64 KiB (its HTTP/2 library refuses
+/// larger header blocks), so huge headers are sent with 64 KiB over HTTP/1.1 and 60 KiB over
+/// HTTP/2: `(curl flag, token size)`.
+pub const HUGE_HEADERS: [(&str, usize); 2] = [("--http1.1", 64 * 1024), ("--http2", 60 * 1024)];
+
+// ---------------------------------------------------------------------------------------------
+// An external token server
+
+/// A request the [`TokenServer`] answered.
+#[derive(Debug, Clone)]
+pub struct SeenTokenRequest {
+    /// The Basic user, if credentials were sent.
+    pub user: Option<String>,
+    /// The `service` parameter.
+    pub service: Option<String>,
+    /// The `scope` parameters.
+    pub scopes: Vec<String>,
+    /// The status it answered.
+    pub status: u16,
+}
+
+/// Which actions a user (`None`: anonymous) may have on a repository.
+pub type Policy = Box<dyn Fn(Option<&str>, &str) -> Vec<&'static str> + Send + Sync>;
+
+/// A tiny Docker token server on 127.0.0.1 (plain HTTP, one thread) for `auth.token` tests:
+/// answers `GET /token?service=..&scope=..` (Basic credentials of its users, or anonymous) with
+/// a JWT signed by the test's [`Signer`], granting of each requested scope what the [`Policy`]
+/// allows; wrong credentials get 401. Stops when dropped.
+pub struct TokenServer {
+    pub port: u16,
+    pub seen: Arc<std::sync::Mutex<Vec<SeenTokenRequest>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn percent_decode_query(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() && hex(b[i + 1]).is_some() && hex(b[i + 2]).is_some() => {
+                out.push((hex(b[i + 1]).unwrap() * 16 + hex(b[i + 2]).unwrap()) as u8);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl TokenServer {
+    /// Starts the server: tokens from `issuer` for `service`, users and passwords `users`.
+    pub fn start(
+        signer: Signer,
+        issuer: &str,
+        service: &str,
+        users: &[(&str, &str)],
+        policy: Policy,
+    ) -> TokenServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the token server");
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let users: BTreeMap<String, String> = users
+            .iter()
+            .map(|(u, p)| (u.to_string(), p.to_string()))
+            .collect();
+        let (issuer, service) = (issuer.to_owned(), service.to_owned());
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = text(&head);
+                let mut lines = head.split("\r\n");
+                let target = lines
+                    .next()
+                    .and_then(|l| l.split(' ').nth(1))
+                    .unwrap_or("")
+                    .to_owned();
+                let auth = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("authorization"))
+                    .map(|(_, v)| v.trim().to_owned());
+                let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+                let mut params: Vec<(String, String)> = Vec::new();
+                for pair in query.split('&').filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    params.push((percent_decode_query(k), percent_decode_query(v)));
+                }
+                let scopes: Vec<String> = params
+                    .iter()
+                    .filter(|(k, _)| k == "scope")
+                    .flat_map(|(_, v)| v.split(' ').map(str::to_owned).collect::<Vec<_>>())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                let service_param = params
+                    .iter()
+                    .find(|(k, _)| k == "service")
+                    .map(|(_, v)| v.clone());
+                let user = auth.as_deref().and_then(|a| {
+                    let b = a.strip_prefix("Basic ")?;
+                    let raw = base64::engine::general_purpose::STANDARD.decode(b).ok()?;
+                    let raw = String::from_utf8(raw).ok()?;
+                    let (u, p) = raw.split_once(':')?;
+                    Some((u.to_owned(), p.to_owned()))
+                });
+                let (status, body) = if path != "/token" {
+                    (404, json!({"error": "not found"}))
+                } else if auth.is_some()
+                    && user
+                        .as_ref()
+                        .is_none_or(|(u, p)| users.get(u).is_none_or(|want| want != p))
+                {
+                    (401, json!({"error": "invalid_grant"}))
+                } else {
+                    let who = user.as_ref().map(|(u, _)| u.as_str());
+                    let mut access = Vec::new();
+                    for s in &scopes {
+                        let mut parts = s.splitn(2, ':');
+                        let (Some(kind), Some(rest)) = (parts.next(), parts.next()) else {
+                            continue;
+                        };
+                        let Some((name, actions)) = rest.rsplit_once(':') else {
+                            continue;
+                        };
+                        if kind != "repository" {
+                            continue;
+                        }
+                        let allowed = policy(who, name);
+                        let granted: Vec<&str> =
+                            actions.split(',').filter(|a| allowed.contains(a)).collect();
+                        if !granted.is_empty() {
+                            access.push(repo_access(name, &granted));
+                        }
+                    }
+                    let token = signer.sign(&claims(
+                        &issuer,
+                        &service,
+                        who.unwrap_or(""),
+                        300,
+                        Value::Array(access),
+                    ));
+                    (
+                        200,
+                        json!({"token": token, "access_token": token, "expires_in": 300}),
+                    )
+                };
+                seen2.lock().unwrap().push(SeenTokenRequest {
+                    user: user.map(|(u, _)| u),
+                    service: service_param,
+                    scopes,
+                    status,
+                });
+                let body = serde_json::to_vec(&body).unwrap();
+                let reason = match status {
+                    200 => "OK",
+                    401 => "Unauthorized",
+                    _ => "Not Found",
+                };
+                let mut res = format!(
+                    "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    body.len()
+                );
+                if status == 401 {
+                    res.push_str("WWW-Authenticate: Basic realm=\"test token server\"\r\n");
+                }
+                res.push_str("\r\n");
+                let _ = conn.write_all(res.as_bytes());
+                let _ = conn.write_all(&body);
+                let _ = conn.flush();
+            }
+        });
+        TokenServer {
+            port,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/token`.
+    pub fn realm(&self) -> String {
+        format!("http://127.0.0.1:{}/token", self.port)
+    }
+
+    /// The requests answered so far.
+    pub fn seen(&self) -> Vec<SeenTokenRequest> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
