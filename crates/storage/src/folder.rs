@@ -6,8 +6,11 @@
 //! a blocking thread; readers are fed by a read-ahead thread. The async workers never wait on the
 //! disk, and memory per transfer stays at a few buffers.
 
+use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -27,7 +30,24 @@ const READ_AHEAD: usize = 4;
 #[derive(Debug, Clone)]
 pub struct FolderStorage {
     root: PathBuf,
+    listings: Arc<Mutex<HashMap<PathBuf, Listing>>>,
 }
+
+/// A folder's entries, remembered with the folder's identity and modification time.
+#[derive(Debug)]
+struct Listing {
+    ino: u64,
+    mtime: (i64, i64),
+    names: Vec<String>,
+}
+
+/// Folders whose listing is remembered (tags and catalog folders are read again and again).
+const LISTINGS_CACHED: usize = 256;
+
+/// A folder modified less than this long ago is not remembered: file systems stamp mtimes
+/// with a coarse clock (a few milliseconds), so two changes can share one mtime, and a listing
+/// read between them would look current after the second ("racy git" problem).
+const LISTING_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl FolderStorage {
     /// A backend rooted at `root` (created if missing).
@@ -35,7 +55,10 @@ impl FolderStorage {
         let root = root.into();
         std::fs::create_dir_all(&root)
             .map_err(|e| StorageError::io(&root.display().to_string(), e))?;
-        Ok(FolderStorage { root })
+        Ok(FolderStorage {
+            root,
+            listings: Arc::default(),
+        })
     }
 
     /// The root folder.
@@ -207,7 +230,18 @@ impl Storage for FolderStorage {
     async fn list(&self, path: &str) -> Result<Vec<String>> {
         let full = self.full(path)?;
         let key = path.to_owned();
+        let listings = self.listings.clone();
         blocking(move || {
+            // One stat instead of reading a folder of thousands of tags on every request:
+            // any entry created, removed or renamed changes the folder's mtime.
+            let meta = std::fs::metadata(&full).map_err(|e| StorageError::io(&key, e))?;
+            let (ino, mtime) = (meta.ino(), (meta.mtime(), meta.mtime_nsec()));
+            if let Some(l) = listings.lock().expect("listings lock").get(&full)
+                && l.ino == ino
+                && l.mtime == mtime
+            {
+                return Ok(l.names.clone());
+            }
             let rd = std::fs::read_dir(&full).map_err(|e| StorageError::io(&key, e))?;
             let mut out = Vec::new();
             for entry in rd {
@@ -217,6 +251,25 @@ impl Storage for FolderStorage {
                 {
                     out.push(name.to_owned());
                 }
+            }
+            let quiet = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age >= LISTING_QUIET);
+            if quiet {
+                let mut cache = listings.lock().expect("listings lock");
+                if cache.len() >= LISTINGS_CACHED && !cache.contains_key(&full) {
+                    cache.clear();
+                }
+                cache.insert(
+                    full,
+                    Listing {
+                        ino,
+                        mtime,
+                        names: out.clone(),
+                    },
+                );
             }
             Ok(out)
         })
@@ -292,8 +345,10 @@ enum WriteMsg {
 }
 
 /// An append writer whose disk I/O runs on a blocking thread fed through a bounded channel, so
-/// receiving and hashing the next bytes overlaps with writing the previous ones. The thread also
-/// flushes every [`SYNC_EVERY`] bytes so that the final fsync of a large blob is short.
+/// receiving and hashing the next bytes overlaps with writing the previous ones. Every
+/// [`SYNC_EVERY`] bytes the thread also starts an `fdatasync` of what it has written so far on a
+/// second descriptor and thread, so that writeback runs while writing goes on (instead of
+/// stalling the upload) and the final fsync of a large blob is short.
 struct FolderWriter {
     key: String,
     tx: tokio::sync::mpsc::Sender<WriteMsg>,
@@ -314,6 +369,13 @@ impl FolderWriter {
         tokio::task::spawn_blocking(move || {
             let mut failed: Option<std::io::Error> = None;
             let mut unsynced = 0u64;
+            // At most one background sync at a time: the next waits for it, which bounds
+            // how far writing can run ahead of the disk.
+            let mut syncing: Option<std::thread::JoinHandle<std::io::Result<()>>> = None;
+            let join = |h: std::thread::JoinHandle<std::io::Result<()>>| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread panicked")))
+            };
             while let Some(msg) = rx.blocking_recv() {
                 match msg {
                     WriteMsg::Data(d) => {
@@ -322,19 +384,28 @@ impl FolderWriter {
                         }
                         let r = d.iter().try_for_each(|b| file.write_all(b)).and_then(|_| {
                             unsynced += d.iter().map(|b| b.len() as u64).sum::<u64>();
-                            if unsynced >= SYNC_EVERY {
-                                unsynced = 0;
-                                file.sync_data()
-                            } else {
-                                Ok(())
+                            if unsynced < SYNC_EVERY {
+                                return Ok(());
                             }
+                            unsynced = 0;
+                            if let Some(h) = syncing.take() {
+                                join(h)?;
+                            }
+                            let dup = file.try_clone()?;
+                            syncing = Some(
+                                std::thread::Builder::new()
+                                    .name("berth-sync".into())
+                                    .spawn(move || dup.sync_data())?,
+                            );
+                            Ok(())
                         });
                         failed = r.err();
                     }
                     WriteMsg::Commit(reply) => {
+                        let pending = syncing.take().map(join).unwrap_or(Ok(()));
                         let r = match failed.take() {
                             Some(e) => Err(e),
-                            None => file.sync_data(),
+                            None => pending.and_then(|_| file.sync_data()),
                         };
                         // Close (and unlock) before answering, so the next writer need not wait.
                         drop(file);
@@ -405,6 +476,38 @@ impl ObjectWriter for FolderWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn remembered_listings_follow_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FolderStorage::new(dir.path()).unwrap();
+        for t in ["a", "b"] {
+            s.put(&format!("tags/{t}/link"), Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        // Age the folder so that its listing is remembered.
+        let tags = dir.path().join("tags");
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::open(&tags)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let mut first = s.list("tags").await.unwrap();
+        first.sort();
+        assert_eq!(first, ["a", "b"]);
+        assert_eq!(s.listings.lock().unwrap().len(), 1);
+        s.put("tags/c/link", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        let mut second = s.list("tags").await.unwrap();
+        second.sort();
+        assert_eq!(second, ["a", "b", "c"]);
+        s.delete("tags/a").await.unwrap();
+        let mut third = s.list("tags").await.unwrap();
+        third.sort();
+        assert_eq!(third, ["b", "c"]);
+    }
 
     #[tokio::test]
     async fn folder_backend_passes_the_shared_suite() {
