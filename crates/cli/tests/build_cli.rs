@@ -984,3 +984,103 @@ fn a_connection_broken_midway_still_ends_with_the_exact_layer() {
         "the proxy did cut a connection"
     );
 }
+
+/// A loopback TCP proxy to `first` that, once `switch_after` bytes went upstream, cuts the
+/// connection in progress and sends every later connection to `second`: to the client, the
+/// registry lost its upload session midway (as after a failover to a fresh replica).
+fn failover_proxy(first: u16, second: u16, switch_after: u64) -> u16 {
+    use std::io::Write as _;
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sent = Arc::new(AtomicU64::new(0));
+    let switched = Arc::new(AtomicBool::new(false));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { break };
+            let target = if switched.load(Ordering::SeqCst) {
+                second
+            } else {
+                first
+            };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            let (sent, switched) = (sent.clone(), switched.clone());
+            let (mut c_read, mut s_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut s_read, mut c_write) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match c_read.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let total = sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+                    if target == first && total > switch_after {
+                        switched.store(true, Ordering::SeqCst);
+                        let _ = c_read.shutdown(Shutdown::Both);
+                        let _ = s_write.shutdown(Shutdown::Both);
+                        break;
+                    }
+                    if s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = s_write.shutdown(Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_read, &mut c_write);
+                let _ = c_write.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_lost_upload_session_streams_the_layer_again_from_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d1, first) = serve();
+    let (_d2, second) = serve();
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("data.bin"), random_bytes(12 * 1024 * 1024)).unwrap();
+    let proxy = failover_proxy(first.port, second.port, 5 * 1024 * 1024);
+    let out = berth(&[
+        "push-layer",
+        "--level",
+        "1",
+        "--chunk-size",
+        "1M",
+        root.to_str().unwrap(),
+        &format!("127.0.0.1:{proxy}/failover:v1"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("streaming the layer again"), "{stderr}");
+    // The image is complete on the registry that took over, with the same layer as a direct push.
+    let direct = berth_ok(&[
+        "push-layer",
+        "--level",
+        "1",
+        root.to_str().unwrap(),
+        &format!("{}/direct:v1", second.host()),
+    ]);
+    assert_eq!(
+        pushed_digest(&String::from_utf8_lossy(&out.stdout)),
+        pushed_digest(&direct)
+    );
+    let m = raw_manifest(&second, "failover:v1");
+    let d = m["layers"][0]["digest"].as_str().unwrap();
+    assert_eq!(
+        digest_of(&std::fs::read(blob_path(&second.root, d)).unwrap()),
+        d
+    );
+    // Nothing was committed on the registry that lost the session.
+    assert_eq!(first.get("/v2/failover/tags/list").status, 404);
+    check_blob_store(&first.root);
+}
