@@ -1084,3 +1084,84 @@ fn a_lost_upload_session_streams_the_layer_again_from_the_folder() {
     assert_eq!(first.get("/v2/failover/tags/list").status, 404);
     check_blob_store(&first.root);
 }
+
+#[test]
+fn standard_labels_come_from_git_or_ci_and_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, srv) = serve();
+    let repo = dir.path().join("checkout");
+    let root = repo.join("rootfs");
+    write(&root.join("app"), b"app\n", 0o755);
+    let git = |args: &[&str]| {
+        run_ok(
+            Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args)
+                .current_dir(&repo),
+        )
+    };
+    git(&["init", "-q"]);
+    git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://git.example.com/team/app.git",
+    ]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "first"]);
+    git(&["tag", "v2.0.0"]);
+    let head = String::from_utf8(git(&["rev-parse", "HEAD"]).stdout).unwrap();
+    let run = |tag: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec![
+            "push-layer".to_owned(),
+            "rootfs".to_owned(),
+            format!("{}/labels:{tag}", srv.host()),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(&args)
+            .current_dir(&repo)
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .env("DOCKER_CONFIG", "/nonexistent-berth-test")
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITLAB_CI")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        inspect(&srv, &format!("labels:{tag}"), &["--config"])["config"]["Labels"].clone()
+    };
+    let l = run("git", &[], &[]);
+    assert_eq!(l["org.opencontainers.image.revision"], head.trim());
+    assert_eq!(l["org.opencontainers.image.version"], "v2.0.0");
+    // The remote, as a browsable URL.
+    assert_eq!(
+        l["org.opencontainers.image.source"],
+        "https://git.example.com/team/app"
+    );
+    let l = run(
+        "gh",
+        &[],
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),
+            ("GITHUB_REPOSITORY", "org/app"),
+            ("GITHUB_REF_NAME", "main"),
+        ],
+    );
+    assert_eq!(
+        l["org.opencontainers.image.revision"],
+        "0123456789abcdef0123456789abcdef01234567"
+    );
+    assert_eq!(
+        l["org.opencontainers.image.source"],
+        "https://github.com/org/app"
+    );
+    assert_eq!(l["org.opencontainers.image.version"], "main");
+    let l = run("none", &["--no-labels", "--label", "only=this"], &[]);
+    assert_eq!(l, serde_json::json!({"only": "this"}));
+}
