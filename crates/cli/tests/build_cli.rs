@@ -889,59 +889,6 @@ fn memory_stays_flat_while_a_2_gib_folder_is_pushed() {
     );
 }
 
-/// A loopback TCP proxy that cuts every connection open at the moment the total bytes sent
-/// upstream first pass `cut_after`, then forwards normally.
-fn flaky_proxy(
-    upstream: u16,
-    cut_after: u64,
-) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    use std::io::Write as _;
-    use std::net::{Shutdown, TcpListener, TcpStream};
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let sent = Arc::new(AtomicU64::new(0));
-    let cut = Arc::new(AtomicBool::new(false));
-    let cut_seen = cut.clone();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { break };
-            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                continue;
-            };
-            let (sent, cut) = (sent.clone(), cut.clone());
-            let (mut c_read, mut s_write) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut s_read, mut c_write) = (server, client);
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    let n = match c_read.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    let total = sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
-                    if total > cut_after && !cut.swap(true, Ordering::SeqCst) {
-                        let _ = c_read.shutdown(Shutdown::Both);
-                        let _ = s_write.shutdown(Shutdown::Both);
-                        break;
-                    }
-                    if s_write.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                let _ = s_write.shutdown(Shutdown::Write);
-            });
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut s_read, &mut c_write);
-                let _ = c_write.shutdown(Shutdown::Both);
-            });
-        }
-    });
-    (port, cut_seen)
-}
-
 #[test]
 fn a_connection_broken_midway_still_ends_with_the_exact_layer() {
     let dir = tempfile::tempdir().unwrap();
@@ -949,7 +896,7 @@ fn a_connection_broken_midway_still_ends_with_the_exact_layer() {
     let root = dir.path().join("rootfs");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("data.bin"), random_bytes(20 * 1024 * 1024)).unwrap();
-    let (proxy, cut) = flaky_proxy(srv.port, 9 * 1024 * 1024);
+    let (proxy, cut) = cutting_proxy(srv.port, srv.port, 9 * 1024 * 1024);
     let out = berth(&[
         "push-layer",
         "--level",
@@ -985,10 +932,16 @@ fn a_connection_broken_midway_still_ends_with_the_exact_layer() {
     );
 }
 
-/// A loopback TCP proxy to `first` that, once `switch_after` bytes went upstream, cuts the
-/// connection in progress and sends every later connection to `second`: to the client, the
-/// registry lost its upload session midway (as after a failover to a fresh replica).
-fn failover_proxy(first: u16, second: u16, switch_after: u64) -> u16 {
+/// A loopback TCP proxy to `first` that cuts the one connection in flight when the bytes sent
+/// upstream first pass `cut_after`, and sends every later connection to `second`. With
+/// `second == first` that is a dropped connection; with another registry, to the client the
+/// registry lost its upload session midway (as after a failover to a fresh replica). The flag
+/// tells whether the cut happened.
+fn cutting_proxy(
+    first: u16,
+    second: u16,
+    cut_after: u64,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
     use std::io::Write as _;
     use std::net::{Shutdown, TcpListener, TcpStream};
     use std::sync::Arc;
@@ -996,11 +949,12 @@ fn failover_proxy(first: u16, second: u16, switch_after: u64) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let sent = Arc::new(AtomicU64::new(0));
-    let switched = Arc::new(AtomicBool::new(false));
+    let cut = Arc::new(AtomicBool::new(false));
+    let cut_seen = cut.clone();
     std::thread::spawn(move || {
         for client in listener.incoming() {
             let Ok(client) = client else { break };
-            let target = if switched.load(Ordering::SeqCst) {
+            let target = if cut.load(Ordering::SeqCst) {
                 second
             } else {
                 first
@@ -1008,7 +962,7 @@ fn failover_proxy(first: u16, second: u16, switch_after: u64) -> u16 {
             let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
                 continue;
             };
-            let (sent, switched) = (sent.clone(), switched.clone());
+            let (sent, cut) = (sent.clone(), cut.clone());
             let (mut c_read, mut s_write) =
                 (client.try_clone().unwrap(), server.try_clone().unwrap());
             let (mut s_read, mut c_write) = (server, client);
@@ -1020,8 +974,7 @@ fn failover_proxy(first: u16, second: u16, switch_after: u64) -> u16 {
                         Ok(n) => n,
                     };
                     let total = sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
-                    if target == first && total > switch_after {
-                        switched.store(true, Ordering::SeqCst);
+                    if total > cut_after && !cut.swap(true, Ordering::SeqCst) {
                         let _ = c_read.shutdown(Shutdown::Both);
                         let _ = s_write.shutdown(Shutdown::Both);
                         break;
@@ -1038,7 +991,7 @@ fn failover_proxy(first: u16, second: u16, switch_after: u64) -> u16 {
             });
         }
     });
-    port
+    (port, cut_seen)
 }
 
 #[test]
@@ -1049,7 +1002,7 @@ fn a_lost_upload_session_streams_the_layer_again_from_the_folder() {
     let root = dir.path().join("rootfs");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("data.bin"), random_bytes(12 * 1024 * 1024)).unwrap();
-    let proxy = failover_proxy(first.port, second.port, 5 * 1024 * 1024);
+    let (proxy, cut) = cutting_proxy(first.port, second.port, 5 * 1024 * 1024);
     let out = berth(&[
         "push-layer",
         "--level",
@@ -1080,6 +1033,7 @@ fn a_lost_upload_session_streams_the_layer_again_from_the_folder() {
         digest_of(&std::fs::read(blob_path(&second.root, d)).unwrap()),
         d
     );
+    assert!(cut.load(std::sync::atomic::Ordering::SeqCst));
     // Nothing was committed on the registry that lost the session.
     assert_eq!(first.get("/v2/failover/tags/list").status, 404);
     check_blob_store(&first.root);
