@@ -889,6 +889,28 @@ fn memory_stays_flat_while_a_2_gib_folder_is_pushed() {
     );
 }
 
+/// Checks that an interrupted `push-layer --level 1` (its output `out`) pushed `reference` to
+/// `srv` with the same digest as a push of the same folder straight to `srv`, and that the
+/// stored layer blob is complete.
+#[track_caller]
+fn assert_same_as_a_direct_push(srv: &Server, root: &Path, out: &Output, reference: &str) {
+    let direct = berth_ok(&[
+        "push-layer",
+        "--level",
+        "1",
+        root.to_str().unwrap(),
+        &format!("{}/direct:v1", srv.host()),
+    ]);
+    assert_eq!(
+        pushed_digest(&String::from_utf8_lossy(&out.stdout)),
+        pushed_digest(&direct)
+    );
+    let m = raw_manifest(srv, reference);
+    let d = m["layers"][0]["digest"].as_str().unwrap();
+    let stored = std::fs::read(blob_path(&srv.root, d)).unwrap();
+    assert_eq!(digest_of(&stored), d, "the stored blob is complete");
+}
+
 #[test]
 fn a_connection_broken_midway_still_ends_with_the_exact_layer() {
     let dir = tempfile::tempdir().unwrap();
@@ -909,22 +931,7 @@ fn a_connection_broken_midway_still_ends_with_the_exact_layer() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Same folder, straight to the server: same layer.
-    let direct = berth_ok(&[
-        "push-layer",
-        "--level",
-        "1",
-        root.to_str().unwrap(),
-        &format!("{}/direct:v1", srv.host()),
-    ]);
-    assert_eq!(
-        pushed_digest(&String::from_utf8_lossy(&out.stdout)),
-        pushed_digest(&direct)
-    );
-    let m = raw_manifest(&srv, "flaky:v1");
-    let d = m["layers"][0]["digest"].as_str().unwrap();
-    let stored = std::fs::read(blob_path(&srv.root, d)).unwrap();
-    assert_eq!(digest_of(&stored), d, "the stored blob is complete");
+    assert_same_as_a_direct_push(&srv, &root, &out, "flaky:v1");
     check_blob_store(&srv.root);
     assert!(
         cut.load(std::sync::atomic::Ordering::SeqCst),
@@ -1015,24 +1022,8 @@ fn a_lost_upload_session_streams_the_layer_again_from_the_folder() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("streaming the layer again"), "{stderr}");
-    // The image is complete on the registry that took over, with the same layer as a direct push.
-    let direct = berth_ok(&[
-        "push-layer",
-        "--level",
-        "1",
-        root.to_str().unwrap(),
-        &format!("{}/direct:v1", second.host()),
-    ]);
-    assert_eq!(
-        pushed_digest(&String::from_utf8_lossy(&out.stdout)),
-        pushed_digest(&direct)
-    );
-    let m = raw_manifest(&second, "failover:v1");
-    let d = m["layers"][0]["digest"].as_str().unwrap();
-    assert_eq!(
-        digest_of(&std::fs::read(blob_path(&second.root, d)).unwrap()),
-        d
-    );
+    // The image is complete on the registry that took over.
+    assert_same_as_a_direct_push(&second, &root, &out, "failover:v1");
     assert!(cut.load(std::sync::atomic::Ordering::SeqCst));
     // Nothing was committed on the registry that lost the session.
     assert_eq!(first.get("/v2/failover/tags/list").status, 404);
