@@ -980,6 +980,13 @@ fn cutting_proxy(
                         Ok(0) | Err(_) => break,
                         Ok(n) => n,
                     };
+                    // After a failover, connections the client kept open to `first` fail too,
+                    // as they would if that registry were gone.
+                    if first != second && target == first && cut.load(Ordering::SeqCst) {
+                        let _ = c_read.shutdown(Shutdown::Both);
+                        let _ = s_write.shutdown(Shutdown::Both);
+                        break;
+                    }
                     let total = sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
                     if total > cut_after && !cut.swap(true, Ordering::SeqCst) {
                         let _ = c_read.shutdown(Shutdown::Both);
