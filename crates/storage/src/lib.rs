@@ -103,6 +103,17 @@ pub trait Storage: Send + Sync + 'static {
     /// (which must have at least that many) and discards anything after them. `offset` 0
     /// creates or truncates the object.
     async fn writer(&self, path: &str, offset: u64) -> Result<Box<dyn ObjectWriter>>;
+
+    /// A URL that lets its holder GET the object directly from the backend for `expires`,
+    /// when the backend can make one (object stores' presigned URLs); `None` otherwise.
+    async fn presigned_get(
+        &self,
+        path: &str,
+        expires: std::time::Duration,
+    ) -> Result<Option<String>> {
+        let _ = (path, expires);
+        Ok(None)
+    }
 }
 
 /// Refuses keys that could escape a backend's root.
