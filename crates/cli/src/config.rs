@@ -22,8 +22,17 @@ pub const DEFAULT_ROOT: &str = "berth-data";
 pub struct Settings {
     /// Where to listen.
     pub addr: SocketAddr,
-    /// Storage folder.
+    /// Storage folder (the data with folder storage; local state such as the built-in
+    /// issuer's key in every case).
     pub root: PathBuf,
+    /// Object storage, when `storage.s3` is configured; `None` for the folder.
+    pub s3: Option<berth_s3::S3Config>,
+    /// Redirect blob GETs to presigned URLs (`storage.redirect.disable` turns it off; only
+    /// object storage can).
+    pub redirect: bool,
+    /// Abandoned uploads are removed after `age`, checked every `interval`
+    /// (`storage.maintenance.uploadpurging`); `None` when disabled.
+    pub upload_purging: Option<UploadPurging>,
     /// Whether deletes are allowed.
     pub delete_enabled: bool,
     /// Largest manifest accepted.
@@ -38,6 +47,15 @@ pub struct Settings {
     pub tls: Option<berth_server::TlsFiles>,
     /// Access control.
     pub auth: AuthSettings,
+}
+
+/// When abandoned uploads are removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadPurging {
+    /// Uploads started longer ago than this are removed (Distribution's default: 168h).
+    pub age: std::time::Duration,
+    /// How often to look (Distribution's default: 24h).
+    pub interval: std::time::Duration,
 }
 
 /// Which access control the server runs.
@@ -124,7 +142,48 @@ struct LogSection {
 #[serde(default)]
 struct StorageSection {
     filesystem: Option<FilesystemSection>,
+    s3: Option<S3Section>,
     delete: Option<Enabled>,
+    redirect: Option<RedirectSection>,
+    maintenance: Option<MaintenanceSection>,
+}
+
+/// Distribution's `storage.s3` keys (the ones that mean something to an S3 client).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct S3Section {
+    bucket: Option<String>,
+    region: Option<String>,
+    regionendpoint: Option<String>,
+    forcepathstyle: Option<Flexible>,
+    secure: Option<Flexible>,
+    skipverify: Option<Flexible>,
+    v4auth: Option<Flexible>,
+    rootdirectory: Option<String>,
+    accesskey: Option<String>,
+    secretkey: Option<String>,
+    sessiontoken: Option<String>,
+    chunksize: Option<Flexible>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RedirectSection {
+    disable: Option<Flexible>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct MaintenanceSection {
+    uploadpurging: Option<UploadPurgingSection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct UploadPurgingSection {
+    enabled: Option<Flexible>,
+    age: Option<String>,
+    interval: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -293,11 +352,27 @@ pub fn load(
         (Some(a), _) | (None, Some(a)) => parse_addr(a)?,
         (None, None) => parse_addr(DEFAULT_ADDR)?,
     };
+    let s3 = match cfg.storage.s3 {
+        Some(s) => {
+            if flags.root.is_some() || cfg.storage.filesystem.is_some() {
+                bail!(
+                    "configure one storage: storage.s3 or a folder (storage.filesystem, --root), not both"
+                );
+            }
+            Some(s3_settings(s)?)
+        }
+        None => None,
+    };
     let root = flags
         .root
         .clone()
         .or(cfg.storage.filesystem.and_then(|f| f.rootdirectory))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+    let redirect = match cfg.storage.redirect.and_then(|r| r.disable) {
+        Some(f) => !f.as_bool("storage.redirect.disable")?,
+        None => true,
+    };
+    let upload_purging = upload_purging(cfg.storage.maintenance.and_then(|m| m.uploadpurging))?;
     let delete_enabled = match flags.delete_enabled {
         Some(b) => b,
         None => match cfg.storage.delete.and_then(|d| d.enabled) {
@@ -343,6 +418,9 @@ pub fn load(
     Ok(Settings {
         addr,
         root,
+        s3,
+        redirect,
+        upload_purging,
         delete_enabled,
         max_manifest_bytes,
         log_level: cfg.log.level.unwrap_or_else(|| "info".into()),
@@ -351,6 +429,75 @@ pub fn load(
         tls,
         auth: auth_settings(cfg.auth, flags.auth_config.clone())?,
     })
+}
+
+fn s3_settings(s: S3Section) -> anyhow::Result<berth_s3::S3Config> {
+    let flag = |f: Option<Flexible>, what: &str, default: bool| match f {
+        Some(f) => f.as_bool(what),
+        None => Ok(default),
+    };
+    if !flag(s.v4auth, "storage.s3.v4auth", true)? {
+        bail!("storage.s3.v4auth: false is not supported: S3 signature version 2 is obsolete");
+    }
+    let chunk_size = match s.chunksize {
+        Some(f) => usize::try_from(f.as_u64("storage.s3.chunksize")?)
+            .context("storage.s3.chunksize is too large")?,
+        None => berth_s3::DEFAULT_CHUNK_SIZE,
+    };
+    let secure = flag(s.secure, "storage.s3.secure", true)?;
+    let endpoint = s.regionendpoint.filter(|e| !e.is_empty()).map(|e| {
+        // Distribution accepts an endpoint without a scheme and picks one from `secure`.
+        if e.contains("://") {
+            e
+        } else if secure {
+            format!("https://{e}")
+        } else {
+            format!("http://{e}")
+        }
+    });
+    Ok(berth_s3::S3Config {
+        bucket: s
+            .bucket
+            .filter(|b| !b.is_empty())
+            .context("storage.s3.bucket is required")?,
+        region: s.region.filter(|r| !r.is_empty()),
+        allow_http: !secure
+            || endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("http://")),
+        endpoint,
+        force_path_style: flag(s.forcepathstyle, "storage.s3.forcepathstyle", false)?,
+        skip_verify: flag(s.skipverify, "storage.s3.skipverify", false)?,
+        root_directory: s.rootdirectory.unwrap_or_default(),
+        access_key: s.accesskey.filter(|k| !k.is_empty()),
+        secret_key: s.secretkey.filter(|k| !k.is_empty()),
+        session_token: s.sessiontoken.filter(|k| !k.is_empty()),
+        chunk_size,
+    })
+}
+
+fn upload_purging(p: Option<UploadPurgingSection>) -> anyhow::Result<Option<UploadPurging>> {
+    let p = p.unwrap_or_default();
+    if let Some(e) = p.enabled
+        && !e.as_bool("storage.maintenance.uploadpurging.enabled")?
+    {
+        return Ok(None);
+    }
+    let dur = |v: Option<String>,
+               what: &str,
+               default: u64|
+     -> anyhow::Result<std::time::Duration> {
+        match v {
+            Some(t) => humantime::parse_duration(t.trim()).with_context(|| {
+                format!("storage.maintenance.uploadpurging.{what}: expected a duration such as 168h or 30m, found {t:?}")
+            }),
+            None => Ok(std::time::Duration::from_secs(default)),
+        }
+    };
+    Ok(Some(UploadPurging {
+        age: dur(p.age, "age", 168 * 3600)?,
+        interval: dur(p.interval, "interval", 24 * 3600)?,
+    }))
 }
 
 fn auth_settings(a: AuthSection, flag: Option<PathBuf>) -> anyhow::Result<AuthSettings> {

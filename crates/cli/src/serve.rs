@@ -1,4 +1,4 @@
-//! `berth serve`: the registry server on local folder storage.
+//! `berth serve`: the registry server on a local folder or on S3-compatible object storage.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use berth_registry::{Registry, RegistryConfig};
 use berth_server::{AccessControl, ServerOptions};
-use berth_storage::FolderStorage;
+use berth_storage::{FolderStorage, Storage};
 
 use crate::config::{self, AuthSettings, Overrides};
 
@@ -50,16 +50,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = config::load(args.config.as_deref(), std::env::vars(), &flags)?;
     crate::logging::init(&settings.log_level, settings.log_json);
 
-    let storage = FolderStorage::new(&settings.root)
-        .with_context(|| format!("cannot use storage folder {}", settings.root.display()))?;
+    let (storage, redirect): (Arc<dyn Storage>, bool) = match &settings.s3 {
+        Some(cfg) => {
+            let s = berth_s3::S3Storage::connect(cfg.clone())
+                .await
+                .context("cannot use S3 storage (storage.s3)")?;
+            (Arc::new(s), settings.redirect)
+        }
+        None => {
+            let s = FolderStorage::new(&settings.root).with_context(|| {
+                format!("cannot use storage folder {}", settings.root.display())
+            })?;
+            (Arc::new(s), false)
+        }
+    };
+    let storage_name = storage.describe();
     let registry = Registry::new(
-        Arc::new(storage),
+        storage,
         RegistryConfig {
             delete_enabled: settings.delete_enabled,
             max_manifest_bytes: settings.max_manifest_bytes,
+            redirect_blobs: redirect,
         },
     );
-    spawn_upload_purger(registry.clone());
+    if let Some(p) = settings.upload_purging {
+        spawn_upload_purger(registry.clone(), p);
+    }
     let access = access_control(&settings)?;
     let app = berth_server::router(
         registry,
@@ -68,7 +84,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             access,
         },
     );
-    let root = settings.root.display().to_string();
     let delete_enabled = settings.delete_enabled;
     let scheme = if settings.tls.is_some() {
         "https"
@@ -81,7 +96,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         settings.tls.clone(),
         shutdown_signal(),
         move |addr| {
-            tracing::info!(%addr, scheme, root, delete_enabled, "berth registry listening");
+            tracing::info!(%addr, scheme, storage = storage_name, delete_enabled, redirect, "berth registry listening");
         },
     )
     .await?;
@@ -155,16 +170,14 @@ fn access_control(settings: &config::Settings) -> anyhow::Result<AccessControl> 
     Ok(ac)
 }
 
-/// Abandoned uploads older than this are removed (Distribution's default is one week).
-const UPLOAD_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
-
-/// Purges abandoned uploads at start and then every hour, in the background.
-fn spawn_upload_purger(registry: Registry) {
+/// Purges abandoned uploads at start and then every `interval`, in the background. With
+/// object storage every replica may run this; removing an upload twice is harmless.
+fn spawn_upload_purger(registry: Registry, p: config::UploadPurging) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        let mut tick = tokio::time::interval(p.interval);
         loop {
             tick.tick().await;
-            match registry.purge_uploads(UPLOAD_MAX_AGE).await {
+            match registry.purge_uploads(p.age).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "purged abandoned uploads"),
                 Err(e) => tracing::warn!(error = %e, "purging abandoned uploads failed"),

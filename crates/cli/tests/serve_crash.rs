@@ -156,7 +156,7 @@ fn sigkill_during_a_monolithic_upload_leaves_no_blob() {
 fn check_tags(srv: &Server, imgs: &[Image]) -> (Vec<String>, Vec<String>) {
     let r = srv.get(&format!("/v2/{REPO}/tags/list"));
     if r.status == 404 {
-        // No tag pushed yet: like Distribution, a repository holding only blobs is unknown.
+        // No tag pushed yet.
         r.assert_error(404, "NAME_UNKNOWN");
         return (vec![], vec![]);
     }

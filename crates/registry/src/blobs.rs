@@ -42,6 +42,22 @@ impl Registry {
         }
     }
 
+    /// How long a presigned blob URL stays valid (Distribution uses 20 minutes).
+    const REDIRECT_EXPIRY: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
+    /// A URL to fetch a blob linked in `name` from directly, when redirects are on and the
+    /// storage can presign one; `None` means serve the bytes.
+    pub async fn blob_redirect(&self, name: &str, d: &Digest) -> Result<Option<String>> {
+        if !self.config.redirect_blobs {
+            return Ok(None);
+        }
+        self.stat_blob(name, d).await?;
+        Ok(self
+            .storage
+            .presigned_get(&paths::blob_data(d), Self::REDIRECT_EXPIRY)
+            .await?)
+    }
+
     /// Opens a blob linked in `name`, whole or an inclusive byte range `(first, last)` where
     /// `last: None` means to the end and `first: None` means a suffix of `last` bytes.
     pub async fn get_blob(

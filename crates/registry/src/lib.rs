@@ -37,6 +37,9 @@ pub struct RegistryConfig {
     pub delete_enabled: bool,
     /// Largest manifest accepted, in bytes.
     pub max_manifest_bytes: u64,
+    /// Answer blob GETs with a redirect to a presigned URL of the storage backend, when it can
+    /// make one (`storage.redirect`; S3 can, the folder backend cannot).
+    pub redirect_blobs: bool,
 }
 
 impl Default for RegistryConfig {
@@ -44,6 +47,7 @@ impl Default for RegistryConfig {
         RegistryConfig {
             delete_enabled: false,
             max_manifest_bytes: berth_oci::manifest::DEFAULT_MAX_MANIFEST_BYTES as u64,
+            redirect_blobs: false,
         }
     }
 }

@@ -38,15 +38,18 @@ impl Registry {
         last: Option<&str>,
     ) -> Result<(Vec<String>, bool)> {
         check_name(name)?;
-        // Like Distribution, a repository without a tags folder is unknown (one that only
-        // holds blobs or abandoned uploads included), and a tag is listed when its folder
-        // exists; tag deletion removes the whole folder, so this needs no per-tag read (it
+        // A repository with no tags folder and no manifests or blobs (abandoned uploads at
+        // most) is unknown, and a tag is listed when its folder exists; tag deletion removes the whole folder, so this needs no per-tag read (it
         // matters for repositories with thousands of tags).
         let tags = match self.storage.list(&paths::tags(name)).await {
             Ok(v) => v
                 .into_iter()
                 .filter(|t| berth_oci::validate_tag(t).is_ok())
                 .collect(),
+            // Object stores keep no empty folders: once its last tag (or manifest) is deleted,
+            // a repository that still holds manifests or blobs lists no tags, as it does on a
+            // folder, rather than becoming unknown.
+            Err(e) if e.is_not_found() && self.repo_has_content(name).await? => Vec::new(),
             Err(e) if e.is_not_found() => {
                 return Err(RegistryError::NameUnknown(name.to_owned()));
             }
@@ -55,12 +58,27 @@ impl Registry {
         Ok(paginate(tags, n, last))
     }
 
+    async fn repo_has_content(&self, name: &str) -> Result<bool> {
+        let repo = paths::repo(name);
+        Ok(self.exists(&format!("{repo}/_manifests")).await?
+            || self.exists(&format!("{repo}/_layers")).await?)
+    }
+
     /// Repository names in lexical order; the bool says whether more follow.
     pub async fn catalog(
         &self,
         n: Option<usize>,
         last: Option<&str>,
     ) -> Result<(Vec<String>, bool)> {
+        let found = self
+            .repo_dirs(|c| c == "_manifests" || c == "_layers")
+            .await?;
+        Ok(paginate(found, n, last))
+    }
+
+    /// Names of the folders under `repositories` that hold a child `marks` accepts (such as
+    /// `_manifests`), unsorted.
+    pub(crate) async fn repo_dirs(&self, marks: impl Fn(&str) -> bool) -> Result<Vec<String>> {
         let mut found = Vec::new();
         let mut stack = vec![String::new()];
         let root = paths::repositories();
@@ -78,7 +96,7 @@ impl Registry {
             let mut is_repo = false;
             for c in children {
                 if c.starts_with('_') {
-                    is_repo |= c == "_manifests" || c == "_layers";
+                    is_repo |= marks(&c);
                     continue;
                 }
                 let child = if rel.is_empty() {
@@ -99,7 +117,7 @@ impl Registry {
                 found.push(rel);
             }
         }
-        Ok(paginate(found, n, last))
+        Ok(found)
     }
 }
 

@@ -1,9 +1,12 @@
 //! Blob upload sessions: started by POST, fed by PATCH, finished by PUT with the digest.
 //!
-//! Bytes are hashed as they stream into `_uploads/<id>/data`. After each request the data is made
-//! durable and then the SHA-256 state is saved under the new offset, so the offset an upload
-//! reports is always backed by durable data and a matching hash state: a request that breaks off
-//! (or a killed server) leaves at most an unreported tail, which the next write discards.
+//! Bytes are hashed as they stream into `_uploads/<id>/data`. At the end of each request the
+//! SHA-256 state is saved under the new offset, then the data is committed, then older states
+//! are dropped. An upload's offset is the largest saved offset that the committed data reaches,
+//! so it is always backed by durable data and a matching hash state: a request that breaks off
+//! (or a killed server, on any replica) leaves at most an unreported tail, which the next write
+//! discards. Saving the state first lets an object store's writer, which cannot cut into data
+//! it has committed, be reopened exactly where the last commit ended.
 
 use berth_oci::{Algorithm, Digest, Hasher};
 use berth_storage::ByteStream;
@@ -62,12 +65,18 @@ impl Registry {
         Ok(UploadStatus { id, offset: 0 })
     }
 
+    /// Saves the hash state at `offset` (before the data up to `offset` is committed).
     async fn save_state(&self, name: &str, id: &str, offset: u64, h: &Sha256) -> Result<()> {
         let dir = paths::upload_hashstates(name, id);
         self.storage
             .put(&format!("{dir}/{offset}"), Bytes::from(hashstate::save(h)))
             .await?;
-        // Older states are no longer needed once a newer one is durable.
+        Ok(())
+    }
+
+    /// Drops the states older than `offset` once the data up to `offset` is committed.
+    async fn prune_states(&self, name: &str, id: &str, offset: u64) -> Result<()> {
+        let dir = paths::upload_hashstates(name, id);
         if let Ok(names) = self.storage.list(&dir).await {
             for n in names {
                 if n.parse::<u64>().is_ok_and(|o| o < offset) {
@@ -86,8 +95,18 @@ impl Registry {
             return Err(RegistryError::UploadUnknown(id.to_owned()));
         }
         let dir = paths::upload_hashstates(name, id);
+        let stored = match self.storage.stat(&paths::upload_data(name, id)).await {
+            Ok(m) => m.size,
+            Err(e) if e.is_not_found() => 0,
+            Err(e) => return Err(e.into()),
+        };
+        // A state past the stored data belongs to a request whose data never committed.
         let best = match self.storage.list(&dir).await {
-            Ok(names) => names.iter().filter_map(|n| n.parse::<u64>().ok()).max(),
+            Ok(names) => names
+                .iter()
+                .filter_map(|n| n.parse::<u64>().ok())
+                .filter(|&o| o <= stored)
+                .max(),
             Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e.into()),
         };
@@ -125,8 +144,8 @@ impl Registry {
         })
     }
 
-    /// Streams `body` onto the upload at `offset`; returns the new offset and hash state, with
-    /// data durable but the state not yet saved.
+    /// Streams `body` onto the upload at `offset`, saves the hash state and commits the data;
+    /// returns the new offset and hash state.
     async fn append(
         &self,
         name: &str,
@@ -160,8 +179,11 @@ impl Registry {
                 "request body has {received} bytes but {l} were announced"
             )));
         }
+        let offset = offset + received;
+        self.save_state(name, id, offset, &h).await?;
         w.commit().await?;
-        Ok((offset + received, h))
+        self.prune_states(name, id, offset).await?;
+        Ok((offset, h))
     }
 
     /// Appends a chunk. `start` is where the client says the chunk begins (from
@@ -185,8 +207,7 @@ impl Registry {
                 expected: offset,
             });
         }
-        let (offset, h) = self.append(name, id, offset, h, expected_len, body).await?;
-        self.save_state(name, id, offset, &h).await?;
+        let (offset, _) = self.append(name, id, offset, h, expected_len, body).await?;
         Ok(UploadStatus {
             id: id.to_owned(),
             offset,
@@ -208,7 +229,6 @@ impl Registry {
         let (mut offset, mut h) = self.load_state(name, id).await?;
         if let Some((stream, len)) = body {
             (offset, h) = self.append(name, id, offset, h, len, stream).await?;
-            self.save_state(name, id, offset, &h).await?;
         } else {
             // No last chunk: still cut the data at the durable offset (waiting for any writer
             // a broken-off request left behind), so that bytes past the offset the hash state
@@ -313,8 +333,9 @@ impl Registry {
     pub async fn purge_uploads(&self, max_age: std::time::Duration) -> Result<usize> {
         let now = time::OffsetDateTime::now_utc();
         let mut removed = 0;
-        let (repos, _) = self.catalog(None, None).await?;
-        for name in repos {
+        // Repositories that hold nothing but uploads are not in the catalog, so look for
+        // `_uploads` folders themselves.
+        for name in self.repo_dirs(|c| c == "_uploads").await? {
             let dir = format!("{}/_uploads", paths::repo(&name));
             let ids = match self.storage.list(&dir).await {
                 Ok(v) => v,

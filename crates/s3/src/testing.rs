@@ -236,6 +236,31 @@ api_bind_addr = "127.0.0.1:{admin_port}"
         )
     }
 
+    /// How many multipart uploads of `bucket` are neither completed nor aborted, from S3's
+    /// ListMultipartUploads (asked with curl's SigV4 signing, not with the code under test).
+    pub fn incomplete_uploads(&self, bucket: &str) -> usize {
+        let out = Command::new("curl")
+            .args(["-sSf", "--aws-sigv4", &format!("aws:amz:{REGION}:s3"), "--user"])
+            .arg(format!("{ACCESS_KEY}:{SECRET_KEY}"))
+            // The SHA-256 of the empty body, which Garage wants named; `uploads=` (with `=`)
+            // is how curl must spell the query for its signature to match.
+            .args([
+                "-H",
+                "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            ])
+            .arg(format!("{}/{bucket}?uploads=", self.endpoint(0)))
+            .output()
+            .expect("run curl");
+        assert!(
+            out.status.success(),
+            "ListMultipartUploads failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .matches("<Upload>")
+            .count()
+    }
+
     /// Kills node `i` (SIGKILL).
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].child.take() {

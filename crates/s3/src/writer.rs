@@ -225,6 +225,8 @@ pub(crate) async fn open(
         size: 0,
         generation: on_disk.as_ref().map_or(0, |st| st.generation) + 1,
         replaces_plain: false,
+        kept_tail: None,
+        unchanged: false,
     };
     match on_disk {
         Some(st) if offset > 0 => {
@@ -243,18 +245,18 @@ pub(crate) async fn open(
             w.upload_id = st.upload_id.clone();
             w.parts = st.parts.clone();
             w.size = parts_size;
-            let keep = (offset - parts_size) as usize;
+            let keep = offset - parts_size;
             if keep > 0 {
-                let t = st.tail.as_deref().ok_or_else(|| StorageError::Io {
+                let t = st.tail.clone().ok_or_else(|| StorageError::Io {
                     path: path.to_owned(),
                     source: std::io::Error::other("upload state has a size but no tail"),
                 })?;
-                let tail = store
-                    .get_range(&Path::from(t), 0..keep as u64)
-                    .await
-                    .map_err(|e| map_err(path, e))?;
-                w.write(tail).await?;
+                // Fetched when the writer first writes: a writer that only ends an upload
+                // where it stands (the registry's last PUT) costs no transfer.
+                w.size = offset;
+                w.kept_tail = Some((t, keep));
             }
+            w.unchanged = offset == st.size;
         }
         Some(_) => {}
         None => {
@@ -313,9 +315,26 @@ struct S3Writer {
     /// A plain object sat at the key when the writer opened. It must go once the state is
     /// committed, or reads would find it rather than seal the new content.
     replaces_plain: bool,
+    /// The start of the committed tail that this writer keeps (key, bytes), not yet fetched.
+    kept_tail: Option<(String, u64)>,
+    /// Opened at the committed size and nothing written since: committing changes nothing.
+    unchanged: bool,
 }
 
 impl S3Writer {
+    async fn fetch_kept_tail(&mut self) -> Result<()> {
+        if let Some((t, keep)) = self.kept_tail.take() {
+            let tail = self
+                .store
+                .get_range(&Path::from(t.as_str()), 0..keep)
+                .await
+                .map_err(|e| map_err(&self.path, e))?;
+            debug_assert!(self.buf.is_empty());
+            self.buf.extend_from_slice(&tail);
+        }
+        Ok(())
+    }
+
     async fn upload_id(&mut self) -> Result<String> {
         if let Some(id) = &self.upload_id {
             return Ok(id.clone());
@@ -372,6 +391,11 @@ impl S3Writer {
 #[async_trait]
 impl ObjectWriter for S3Writer {
     async fn write(&mut self, data: Bytes) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.unchanged = false;
+        self.fetch_kept_tail().await?;
         self.size += data.len() as u64;
         if self.buf.is_empty() && data.len() == self.chunk_size {
             return self.send_part(data).await;
@@ -389,6 +413,10 @@ impl ObjectWriter for S3Writer {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
+        if self.unchanged {
+            return Ok(());
+        }
+        self.fetch_kept_tail().await?;
         self.wait_pending().await?;
         let tail = if self.buf.is_empty() {
             None

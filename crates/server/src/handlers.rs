@@ -308,6 +308,14 @@ async fn get_blob(st: &AppState, name: &str, digest: &str, h: &HeaderMap, head: 
             "malformed Range header: use bytes=<first>-<last>",
         )
     })?;
+    if let Some(url) = st.registry.blob_redirect(name, &d).await? {
+        // As Distribution does on object storage: the client fetches the bytes (and any
+        // range of them) from the store itself.
+        let mut res = empty(StatusCode::TEMPORARY_REDIRECT);
+        set(&mut res, "location", &url);
+        set(&mut res, "docker-content-digest", &d.to_string());
+        return Ok(res);
+    }
     let blob = st.registry.get_blob(name, &d, range).await?;
     let (status, len) = match blob.range {
         Some((s, e)) => (StatusCode::PARTIAL_CONTENT, e - s + 1),

@@ -135,6 +135,8 @@ pub struct Server {
     log: PathBuf,
     _logdir: Option<tempfile::TempDir>,
     what: &'static str,
+    /// The Garage node holding this server's bucket, in S3 mode.
+    _garage: Option<berth_s3::testing::Garage>,
 }
 
 impl Server {
@@ -145,15 +147,44 @@ impl Server {
     }
 
     /// [`Server::start`] with extra environment variables.
+    ///
+    /// With `BERTH_TEST_STORAGE=s3` (or `s3-redirect`) the server keeps its data in a bucket
+    /// of its own Garage node instead, through a Distribution `storage.s3` config, and the
+    /// storage helpers below ([`snapshot`], [`check_blob_store`], [`blob_path`]) look at a
+    /// copy of the bucket made under `root` each time they are called; so every test runs
+    /// unchanged on both backends. `s3` serves blob bytes through Berth, `s3-redirect` answers
+    /// blob GETs with redirects to presigned Garage URLs (the S3 default).
     pub fn start_env(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let root = root.to_owned();
-        Self::spawn_retrying("berth serve", root.clone(), |port, _logdir| {
+        let s3 = s3_mode().map(|redirect| {
+            std::fs::create_dir_all(&root).expect("root folder");
+            let g = berth_s3::testing::Garage::single();
+            g.create_bucket("berth");
+            let cfg = root.with_extension("berth-s3.yml");
+            let mut yaml = format!(
+                "version: 0.1\nstorage:\n{}",
+                g.distribution_yaml("berth", "/registry")
+            );
+            if !redirect {
+                yaml.push_str("  redirect:\n    disable: true\n");
+            }
+            std::fs::write(&cfg, yaml).expect("write config");
+            S3_ROOTS
+                .lock()
+                .unwrap()
+                .insert(root.clone(), g.s3_config("berth"));
+            (g, cfg)
+        });
+        let cfg = s3.as_ref().map(|(_, c)| c.clone());
+        let mut srv = Self::spawn_retrying("berth serve", root.clone(), |port, _logdir| {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
             cmd.arg("serve")
                 .arg("--addr")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--root")
-                .arg(&root);
+                .arg(format!("127.0.0.1:{port}"));
+            match &cfg {
+                Some(c) => cmd.arg("-c").arg(c),
+                None => cmd.arg("--root").arg(&root),
+            };
             cmd.args(extra);
             for (k, _) in std::env::vars() {
                 if k.starts_with("REGISTRY_") {
@@ -162,7 +193,67 @@ impl Server {
             }
             cmd.envs(env.iter().copied());
             cmd
+        });
+        srv._garage = s3.map(|(g, _)| g);
+        srv
+    }
+
+    /// Starts `berth serve -c <yaml>` (a Distribution-style config, such as a `storage.s3`
+    /// one) with extra arguments; `root` is only where the storage helpers look.
+    pub fn start_with_config(root: &Path, yaml: &str, extra: &[&str]) -> Server {
+        std::fs::create_dir_all(root).expect("root folder");
+        let cfg = root.with_extension(format!("{}.yml", random_suffix()));
+        std::fs::write(&cfg, yaml).expect("write config");
+        Self::spawn_retrying("berth serve", root.to_owned(), |port, _logdir| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+            cmd.arg("serve")
+                .arg("--addr")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("-c")
+                .arg(&cfg)
+                .args(extra);
+            for (k, _) in std::env::vars() {
+                if k.starts_with("REGISTRY_") {
+                    cmd.env_remove(k);
+                }
+            }
+            cmd
         })
+    }
+
+    /// Starts CNCF Distribution with `storage` (the YAML under `storage:`, indented two
+    /// spaces), deletes enabled.
+    pub fn start_distribution_storage(storage: &str) -> Server {
+        Self::spawn_retrying("docker-registry", PathBuf::new(), |port, logdir| {
+            let cfg = logdir.join(format!("config-{port}.yml"));
+            std::fs::write(
+                &cfg,
+                format!(
+                    "version: 0.1\nlog:\n  level: info\nstorage:\n{storage}  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n"
+                ),
+            )
+            .unwrap();
+            let mut cmd = Command::new("docker-registry");
+            cmd.arg("serve").arg(&cfg);
+            for (k, _) in std::env::vars() {
+                // The AWS SDK in Distribution 2.8 panics when AWS_CA_BUNDLE is set (as it is
+                // on these machines) together with its own HTTP transport.
+                if k.starts_with("REGISTRY_") || k.starts_with("AWS_") {
+                    cmd.env_remove(k);
+                }
+            }
+            cmd
+        })
+    }
+
+    /// The same request path on another server: `Location` values name the server that
+    /// answered, and a replica behind a load balancer would get the same path.
+    pub fn on(&self, location: &str) -> String {
+        let path = match location.find("/v2/") {
+            Some(i) => &location[i..],
+            None => location,
+        };
+        self.url(path)
     }
 
     /// Starts CNCF Distribution (`docker-registry serve`) over `root`, deletes enabled.
@@ -213,6 +304,7 @@ impl Server {
                 log,
                 _logdir: None,
                 what,
+                _garage: None,
             };
             let until = Instant::now() + STARTUP;
             loop {
@@ -937,6 +1029,10 @@ pub fn skopeo_ok(args: &[&str]) -> Vec<u8> {
 /// Every file and directory under `dir` (relative paths; directories end with `/`) with a
 /// content digest for files, skipping `_uploads` subtrees and anything `skip` matches.
 pub fn snapshot(dir: &Path, skip: &dyn Fn(&str) -> bool) -> BTreeMap<String, String> {
+    let roots: Vec<PathBuf> = S3_ROOTS.lock().unwrap().keys().cloned().collect();
+    for r in roots.iter().filter(|r| r.starts_with(dir)) {
+        mirror_bucket(r);
+    }
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -973,6 +1069,7 @@ pub fn stored_files(root: &Path) -> BTreeMap<String, String> {
 /// Checks every blob under `docker/registry/v2/blobs`: its data's SHA-256 equals its path.
 /// Returns how many there are.
 pub fn check_blob_store(root: &Path) -> usize {
+    mirror_bucket(root);
     let base = root.join("docker/registry/v2/blobs/sha256");
     let mut n = 0;
     let Ok(prefixes) = std::fs::read_dir(&base) else {
@@ -1016,9 +1113,90 @@ pub fn check_blob_store(root: &Path) -> usize {
 
 /// The storage path of a blob's data.
 pub fn blob_path(root: &Path, digest: &str) -> PathBuf {
+    mirror_bucket(root);
     let hex = digest.strip_prefix("sha256:").unwrap();
     root.join(format!(
         "docker/registry/v2/blobs/sha256/{}/{hex}/data",
         &hex[..2]
     ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// S3 mode
+
+/// Roots of servers whose data is in a bucket, and how to reach it.
+static S3_ROOTS: std::sync::Mutex<BTreeMap<PathBuf, berth_s3::S3Config>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// Makes the storage helpers look at a copy of the bucket behind `cfg` (under its
+/// `registry` root directory) when they are given `root`.
+pub fn register_s3_root(root: &Path, cfg: berth_s3::S3Config) {
+    S3_ROOTS.lock().unwrap().insert(root.to_owned(), cfg);
+}
+
+/// `Some(redirect)` when the tests run on S3 (`BERTH_TEST_STORAGE=s3` or `s3-redirect`).
+pub fn s3_mode() -> Option<bool> {
+    match std::env::var("BERTH_TEST_STORAGE").as_deref() {
+        Ok("s3") => Some(false),
+        Ok("s3-redirect") => Some(true),
+        Ok("") | Ok("folder") | Err(_) => None,
+        Ok(other) => panic!("BERTH_TEST_STORAGE={other}: use s3, s3-redirect or folder"),
+    }
+}
+
+/// Replaces the contents of `root` with a copy of the bucket behind it (a no-op for a server
+/// on folder storage), so that folder-based checks see what the bucket holds. Objects still
+/// being written (uploads) are left out, as they are not objects yet.
+pub fn mirror_bucket(root: &Path) {
+    let Some(cfg) = S3_ROOTS.lock().unwrap().get(root).cloned() else {
+        return;
+    };
+    let root = root.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            use berth_storage::Storage;
+            let s = berth_s3::S3Storage::connect(berth_s3::S3Config {
+                root_directory: "registry".into(),
+                ..cfg
+            })
+            .await
+            .expect("connect to the test bucket");
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(&root).unwrap();
+            let mut stack = vec![String::new()];
+            while let Some(dir) = stack.pop() {
+                let names = match s.list(if dir.is_empty() { "docker" } else { &dir }).await {
+                    Ok(n) => n,
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) => panic!("list {dir}: {e}"),
+                };
+                let dir = if dir.is_empty() {
+                    "docker".to_owned()
+                } else {
+                    dir
+                };
+                for n in names {
+                    let key = format!("{dir}/{n}");
+                    match s.stat(&key).await {
+                        Ok(m) if m.is_dir => stack.push(key),
+                        Ok(m) if m.modified.is_none() => {} // an upload being written
+                        Ok(_) => {
+                            let data = s.read(&key, 1 << 30).await.unwrap();
+                            let p = root.join(&key);
+                            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                            std::fs::write(p, data).unwrap();
+                        }
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => panic!("stat {key}: {e}"),
+                    }
+                }
+            }
+        });
+    })
+    .join()
+    .expect("mirror the bucket");
 }
