@@ -540,6 +540,85 @@ mod tests {
     use super::*;
 
     #[test]
+    fn distributions_s3_section_and_its_environment_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.yml");
+        std::fs::write(
+            &p,
+            "version: 0.1\nstorage:\n  s3:\n    bucket: reg\n    region: garage\n    regionendpoint: 127.0.0.1:3900\n    forcepathstyle: true\n    secure: false\n    v4auth: true\n    accesskey: AK\n    secretkey: SK\n    rootdirectory: /registry\n    chunksize: 6291456\n  redirect:\n    disable: true\n  maintenance:\n    uploadpurging:\n      age: 2h\n      interval: 10m\n",
+        )
+        .unwrap();
+        let s = load(Some(&p), std::iter::empty(), &Overrides::default()).unwrap();
+        let c = s.s3.expect("s3 settings");
+        assert_eq!(c.bucket, "reg");
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+        assert!(c.force_path_style && c.allow_http);
+        assert_eq!(c.root_directory, "/registry");
+        assert_eq!(c.chunk_size, 6 << 20);
+        assert_eq!(
+            (c.access_key.as_deref(), c.secret_key.as_deref()),
+            (Some("AK"), Some("SK"))
+        );
+        assert!(!s.redirect);
+        assert_eq!(
+            s.upload_purging,
+            Some(UploadPurging {
+                age: std::time::Duration::from_secs(7200),
+                interval: std::time::Duration::from_secs(600)
+            })
+        );
+
+        // The environment sets or overrides any key, as with Distribution.
+        let env = [
+            ("REGISTRY_STORAGE_S3_BUCKET", "other"),
+            ("REGISTRY_STORAGE_S3_SECRETKEY", "FROMENV"),
+            ("REGISTRY_STORAGE_REDIRECT_DISABLE", "false"),
+            (
+                "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_ENABLED",
+                "false",
+            ),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let s = load(Some(&p), env.into_iter(), &Overrides::default()).unwrap();
+        let c = s.s3.unwrap();
+        assert_eq!(
+            (c.bucket.as_str(), c.secret_key.as_deref()),
+            ("other", Some("FROMENV"))
+        );
+        assert!(s.redirect);
+        assert_eq!(s.upload_purging, None);
+
+        // Mistakes are reported with the key to fix.
+        let bad = |env: &[(&str, &str)], flags: &Overrides| {
+            let env: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            format!("{:#}", load(Some(&p), env.into_iter(), flags).unwrap_err())
+        };
+        let root = Overrides {
+            root: Some("/x".into()),
+            ..Overrides::default()
+        };
+        assert!(bad(&[], &root).contains("configure one storage"));
+        let e = bad(
+            &[("REGISTRY_STORAGE_S3_CHUNKSIZE", "lots")],
+            &Overrides::default(),
+        );
+        assert!(e.contains("storage.s3.chunksize"), "{e}");
+        let e = bad(
+            &[("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE", "soon")],
+            &Overrides::default(),
+        );
+        assert!(e.contains("uploadpurging.age"), "{e}");
+        let e = bad(
+            &[("REGISTRY_STORAGE_S3_V4AUTH", "false")],
+            &Overrides::default(),
+        );
+        assert!(e.contains("v4auth"), "{e}");
+    }
+
+    #[test]
     fn distribution_config_env_and_flags() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("config.yml");

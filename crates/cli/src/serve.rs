@@ -17,7 +17,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub addr: Option<String>,
     /// Storage folder, in CNCF Distribution's layout [default: ./berth-data; config
-    /// storage.filesystem.rootdirectory].
+    /// storage.filesystem.rootdirectory]. For S3-compatible object storage, use a config file
+    /// with a storage.s3 section (or REGISTRY_STORAGE_S3_* variables).
     #[arg(long)]
     pub root: Option<PathBuf>,
     /// A CNCF Distribution config.yml (the common subset); REGISTRY_* variables override it.
