@@ -183,10 +183,6 @@ fn a_replica_killed_mid_upload_and_a_garage_node_killed_do_not_stop_pushes_or_pu
     a.kill9();
     inflight.join().unwrap();
 
-    // A Garage node dies too (not the one the replicas talk to; with replication factor 3
-    // the other two still make a quorum).
-    g.kill(2);
-
     // The client asks replica b where the upload stands and resumes there.
     let st = b.get(&b.on(&loc));
     assert_eq!(st.status, 204, "{st}");
@@ -205,9 +201,13 @@ fn a_replica_killed_mid_upload_and_a_garage_node_killed_do_not_stop_pushes_or_pu
         .req("PUT", &b.on(&format!("{loc}?digest={}", blob.digest)))
         .send();
     assert_eq!(r.status, 201, "{r}");
+    let got = b.get(&format!("/v2/s3/ha/blobs/{}", blob.digest));
+    assert!(got.body == blob.bytes, "the resumed blob is intact");
 
-    // A whole push and a pull with skopeo, still with one node down.
-    let img = oci_image("amd64", 3, 2 << 20);
+    // A Garage node dies while skopeo pushes an image through replica b, comes back, and dies
+    // again while skopeo pulls the image (not node 0, the one the replicas talk to; with
+    // replication factor 3 the other two still make a quorum). Both finish.
+    let img = oci_image("amd64", 3, 16 << 20);
     let src = dir.path().join("src");
     write_layout(
         &src,
@@ -215,29 +215,51 @@ fn a_replica_killed_mid_upload_and_a_garage_node_killed_do_not_stop_pushes_or_pu
         &[("v1", OCI_MANIFEST, &img.manifest)],
     );
     let remote = format!("docker://{}/s3/ha-img:v1", b.host());
-    skopeo_ok(&[
-        "copy",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v1", src.display()),
-        &remote,
-    ]);
+    let push = std::process::Command::new("skopeo")
+        .args(["copy", "--preserve-digests", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", src.display()))
+        .arg(&remote)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    kill_node_while_running(&mut g, 2, push, "push");
+    g.restart(2);
+    g.wait_healthy();
     let out = dir.path().join("out");
-    skopeo_ok(&[
-        "copy",
-        "--src-tls-verify=false",
-        &remote,
-        &format!("oci:{}:v1", out.display()),
-    ]);
+    let pull = std::process::Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", &remote])
+        .arg(format!("oci:{}:v1", out.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    kill_node_while_running(&mut g, 2, pull, "pull");
     assert_eq!(layout_blobs(&out), layout_blobs(&src));
-    let got = b.get(&format!("/v2/s3/ha/blobs/{}", blob.digest));
-    assert!(got.body == blob.bytes, "the resumed blob is intact");
 
     // The node comes back; a new replica serves everything.
     g.restart(2);
     let c = replica(dir.path(), &g, "ha-bucket", NO_REDIRECT);
     assert!(c.get(&format!("/v2/s3/ha/blobs/{}", blob.digest)).body == blob.bytes);
     assert_eq!(c.get("/v2/s3/ha-img/manifests/v1").body, img.manifest.bytes);
+}
+
+/// Kills Garage node `i` once `client` has run for a moment, checks that it was still running
+/// then (so the kill happened during the transfer), and that it finishes successfully.
+fn kill_node_while_running(g: &mut Garage, i: usize, mut client: std::process::Child, what: &str) {
+    std::thread::sleep(Duration::from_millis(150));
+    let running = client.try_wait().unwrap().is_none();
+    g.kill(i);
+    let out = client.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {what} with node {i} killed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        running,
+        "skopeo {what} ended before node {i} was killed: make the image bigger"
+    );
 }
 
 #[test]

@@ -274,6 +274,19 @@ api_bind_addr = "127.0.0.1:{admin_port}"
         self.start_node(i);
     }
 
+    /// Waits until node 0 sees every node connected again (after [`Garage::restart`]).
+    pub fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let st = self.cli(0, &["status"]);
+            if !st.to_ascii_lowercase().contains("failed") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "garage cluster not healthy: {st}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// The cluster's folder.
     pub fn dir(&self) -> &Path {
         self.dir.path()
