@@ -83,18 +83,12 @@ fn chunked_patches_alternate_between_two_replicas_and_the_other_serves_the_blob(
     for l in &img.layers {
         assert!(b.get(&format!("/v2/s3/img/blobs/{}", l.digest)).body == l.bytes);
     }
+    // Every blob in the bucket matches its digest (checked on a copy of the bucket).
     assert_eq!(
-        check_blob_store_of(&a, &g),
+        check_blob_store(&a.root),
         5,
         "blob, config, 2 layers, manifest"
     );
-}
-
-/// Counts and checks the blobs of the bucket behind `srv` (see [`check_blob_store`]).
-fn check_blob_store_of(srv: &Server, _g: &Garage) -> usize {
-    let r = srv.get("/v2/_catalog");
-    assert_eq!(r.status, 200);
-    check_blob_store(&srv.root)
 }
 
 #[test]
@@ -247,7 +241,7 @@ fn a_replica_killed_mid_upload_and_a_garage_node_killed_do_not_stop_pushes_or_pu
 /// Kills Garage node `i` once `client` has run for a moment, checks that it was still running
 /// then (so the kill happened during the transfer), and that it finishes successfully.
 fn kill_node_while_running(g: &mut Garage, i: usize, mut client: std::process::Child, what: &str) {
-    std::thread::sleep(Duration::from_millis(150));
+    std::thread::sleep(Duration::from_millis(100));
     let running = client.try_wait().unwrap().is_none();
     g.kill(i);
     let out = client.wait_with_output().unwrap();

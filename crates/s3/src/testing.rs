@@ -282,7 +282,10 @@ api_bind_addr = "127.0.0.1:{admin_port}"
             if !st.to_ascii_lowercase().contains("failed") {
                 return;
             }
-            assert!(Instant::now() < deadline, "garage cluster not healthy: {st}");
+            assert!(
+                Instant::now() < deadline,
+                "garage cluster not healthy: {st}"
+            );
             std::thread::sleep(Duration::from_millis(250));
         }
     }
