@@ -39,8 +39,9 @@ impl Registry {
     ) -> Result<(Vec<String>, bool)> {
         check_name(name)?;
         // A repository with no tags folder and no manifests or blobs (abandoned uploads at
-        // most) is unknown, and a tag is listed when its folder exists; tag deletion removes the whole folder, so this needs no per-tag read (it
-        // matters for repositories with thousands of tags).
+        // most) is unknown, and a tag is listed when its folder exists; tag deletion removes
+        // the whole folder, so this needs no per-tag read (it matters for repositories with
+        // thousands of tags).
         let tags = match self.storage.list(&paths::tags(name)).await {
             Ok(v) => v
                 .into_iter()

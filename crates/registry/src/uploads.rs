@@ -5,8 +5,8 @@
 //! are dropped. An upload's offset is the largest saved offset that the committed data reaches,
 //! so it is always backed by durable data and a matching hash state: a request that breaks off
 //! (or a killed server, on any replica) leaves at most an unreported tail, which the next write
-//! discards. Saving the state first lets an object store's writer, which cannot cut into data
-//! it has committed, be reopened exactly where the last commit ended.
+//! discards. Saving the state first lets an object store's writer, which can cut into data it
+//! has committed only by copying it, be reopened exactly where the last commit ended.
 
 use berth_oci::{Algorithm, Digest, Hasher};
 use berth_storage::ByteStream;

@@ -210,16 +210,10 @@ impl S3Storage {
         let mut list = self.store.list(Some(key));
         while let Some(m) = list.next().await {
             let m = m.map_err(|e| map_err(key.as_ref(), e))?;
-            if writer::is_state_key(&m.location)
+            if let Some(obj) = writer::object_of_state_key(&m.location)
                 && let Some(st) = writer::load_at(&self.store, &m.location).await?
             {
-                let name = m.location.filename().unwrap_or_default();
-                let obj = name
-                    .strip_prefix('.')
-                    .and_then(|n| n.strip_suffix(".berth-upload"))
-                    .unwrap_or(name);
-                let parent = m.location.as_ref().rsplit_once('/').map_or("", |p| p.0);
-                writer::discard(&self.store, &Path::from(format!("{parent}/{obj}")), &st).await?;
+                writer::discard(&self.store, &obj, &st).await?;
             }
             out.push(m.location);
         }

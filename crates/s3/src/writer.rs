@@ -92,10 +92,13 @@ pub(crate) fn hidden_name(name: &str) -> Option<Option<&str>> {
     Some(rest.strip_suffix(STATE_SUFFIX))
 }
 
-/// Whether `key` is a writer state key.
-pub(crate) fn is_state_key(key: &Path) -> bool {
-    key.filename()
-        .is_some_and(|n| n.starts_with('.') && n.ends_with(STATE_SUFFIX))
+/// The object whose writer state `key` is, when it is one.
+pub(crate) fn object_of_state_key(key: &Path) -> Option<Path> {
+    let name = hidden_name(key.filename()?)??;
+    Some(match key.as_ref().rsplit_once('/') {
+        Some((dir, _)) => Path::from(format!("{dir}/{name}")),
+        None => Path::from(name),
+    })
 }
 
 /// Reads the writer state stored at `skey`.
@@ -479,8 +482,9 @@ mod tests {
             tail_key(&k, 3).as_ref(),
             "r/docker/_uploads/u/.data.berth-tail.3"
         );
-        assert!(is_state_key(&state_key(&k)));
-        assert!(!is_state_key(&k));
+        assert_eq!(object_of_state_key(&state_key(&k)), Some(k.clone()));
+        assert_eq!(object_of_state_key(&k), None);
+        assert_eq!(object_of_state_key(&tail_key(&k, 1)), None);
         assert_eq!(hidden_name(".data.berth-upload"), Some(Some("data")));
         assert_eq!(hidden_name(".data.berth-tail.3"), Some(None));
         assert_eq!(hidden_name("data"), None);
