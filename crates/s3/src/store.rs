@@ -266,15 +266,19 @@ impl Storage for S3Storage {
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(map_err(path, e)),
         }
-        // An object being written has the size its last commit recorded.
-        if let Some(st) = writer::load_at(&self.store, &writer::state_key(&key)).await? {
+        // An object being written has the size its last commit recorded; a directory has
+        // keys below it. Both asked at once: a missing key is the common case here.
+        let skey = writer::state_key(&key);
+        let mut below = self.store.list(Some(&key));
+        let (state, first) = tokio::join!(writer::load_at(&self.store, &skey), below.next());
+        if let Some(st) = state? {
             return Ok(Meta {
                 size: st.size,
                 modified: None,
                 is_dir: false,
             });
         }
-        match self.store.list(Some(&key)).next().await {
+        match first {
             Some(Ok(m)) => Ok(Meta {
                 size: 0,
                 modified: Some(m.last_modified.into()),
