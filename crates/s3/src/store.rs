@@ -354,8 +354,8 @@ impl Storage for S3Storage {
             }
             Err(e) => return Err(map_err(from, e)),
         }
-        // S3 has no rename: a server-side copy (no bytes pass through Berth; Garage copies
-        // only block references), then the source goes.
+        // S3 has no rename: a server-side copy (no bytes pass through Berth), then the
+        // source goes.
         self.store
             .copy(&src, &dst)
             .await
