@@ -3,9 +3,6 @@
 //! only). The layer comes from the `berth-build` pipeline and goes to the registry through
 //! `berth-client`; this module decides what goes into the config and manifests.
 
-#[path = "build/upload.rs"]
-mod upload;
-
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -22,15 +19,12 @@ use berth_oci::Reference;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::client_cmds::{
-    CmdResult, Common, client, fail, parse_ref, parse_size, print_json, usage,
-};
-
-use self::upload::{BlobCounts, LayerPushError, LayerSource, ensure_blobs, push_layer};
-
-const EXIT_CODES: &str = "Exit codes: 0 ok, 1 other failure (unreadable rootfs, corrupt archive, registry error), \
-2 usage (bad arguments, reference or config file), 3 base image not found, 4 authentication or authorization, \
-5 registry unreachable or TLS failure.";
+use crate::args::Common;
+use crate::build::upload::{BlobCounts, LayerPushError, LayerSource, ensure_blobs, push_layer};
+use crate::connect::client;
+use crate::exit::{self, Failure};
+use crate::output::print_json;
+use crate::parse::{parse_ref, parse_size};
 
 /// Layer compression choices.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -131,7 +125,7 @@ pub enum BuildCommand {
     ///
     /// PATH filters select what goes in (globs relative to the rootfs: `usr/bin/*`, `etc/**/*.conf`).
     /// The tar is hashed, compressed, hashed again and uploaded in chunks in one streaming pass.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = exit::help())]
     PushLayer {
         /// ROOTFS REF [PATH...], or only REF with --archive.
         #[arg(required = true, value_name = "ROOTFS REF [PATH...]")]
@@ -156,7 +150,7 @@ pub enum BuildCommand {
     ///
     /// The layer comes from --rootfs DIR, --archive FILE, or a tar on standard input. A multi-arch
     /// base gets the layer on every platform (or the --platform ones) and a new index.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = exit::help())]
     Append {
         /// The base image.
         base: String,
@@ -185,7 +179,7 @@ pub enum BuildCommand {
     },
     /// Edit a remote image's config (env, entrypoint, labels, a merge file…) and push it under a
     /// new reference; layers are mounted, never downloaded.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = exit::help())]
     Mutate {
         /// The image to edit.
         base: String,
@@ -204,10 +198,8 @@ pub enum BuildCommand {
     },
 }
 
-type Failure = (u8, anyhow::Error);
-
 /// Runs a build subcommand; the error carries the process exit code.
-pub async fn run(cmd: BuildCommand) -> CmdResult {
+pub async fn run(cmd: BuildCommand) -> Result<(), Failure> {
     match cmd {
         BuildCommand::PushLayer {
             args,
@@ -221,7 +213,7 @@ pub async fn run(cmd: BuildCommand) -> CmdResult {
             let (source, reference) = match archive {
                 Some(path) => {
                     if args.len() != 1 {
-                        return Err(usage(
+                        return Err(Failure::usage(
                             "with --archive give only the destination: berth push-layer --archive FILE REF",
                         ));
                     }
@@ -229,7 +221,7 @@ pub async fn run(cmd: BuildCommand) -> CmdResult {
                 }
                 None => {
                     if args.len() < 2 {
-                        return Err(usage(
+                        return Err(Failure::usage(
                             "give a rootfs folder and a destination: berth push-layer ROOTFS REF [PATH...]",
                         ));
                     }
@@ -239,7 +231,7 @@ pub async fn run(cmd: BuildCommand) -> CmdResult {
                 }
             };
             let platform = match platform {
-                Some(p) => Platform::parse(&p).map_err(usage)?,
+                Some(p) => Platform::parse(&p).map_err(Failure::usage)?,
                 None => Platform::host(),
             };
             push_new_image(
@@ -273,13 +265,13 @@ pub async fn run(cmd: BuildCommand) -> CmdResult {
                 (None, Some(path)) if paths.is_empty() => LayerSource::Archive(path),
                 (None, None) if paths.is_empty() => {
                     if std::io::stdin().is_terminal() {
-                        return Err(usage(
+                        return Err(Failure::usage(
                             "no layer given: use --rootfs DIR, --archive FILE, or pipe a tar into standard input",
                         ));
                     }
                     LayerSource::Stdin
                 }
-                _ => return Err(usage("PATH filters need --rootfs DIR")),
+                _ => return Err(Failure::usage("PATH filters need --rootfs DIR")),
             };
             let edit = Edit {
                 layer: Some((source, layer)),
@@ -313,7 +305,7 @@ pub async fn run(cmd: BuildCommand) -> CmdResult {
 fn parse_platforms(list: &[String]) -> Result<Vec<Platform>, Failure> {
     list.iter()
         .flat_map(|p| p.split(','))
-        .map(|p| Platform::parse(p).map_err(usage))
+        .map(|p| Platform::parse(p).map_err(Failure::usage))
         .collect()
 }
 
@@ -325,7 +317,7 @@ fn tar_options(layer: &LayerArgs, include: Vec<String>) -> Result<TarOptions, Fa
                 .split_once(':')
                 .and_then(|(u, g)| Some((u.parse::<u64>().ok()?, g.parse::<u64>().ok()?)));
             Some(parsed.ok_or_else(|| {
-                usage(format!(
+                Failure::usage(format!(
                     "bad --owner {s:?}: expected numeric UID:GID, such as 0:0"
                 ))
             })?)
@@ -345,7 +337,7 @@ fn process_env() -> BTreeMap<String, String> {
 }
 
 fn source_date_epoch() -> Result<Option<u64>, Failure> {
-    labels::source_date_epoch(&process_env()).map_err(usage)
+    labels::source_date_epoch(&process_env()).map_err(Failure::usage)
 }
 
 /// `created` for the config and history: `SOURCE_DATE_EPOCH` when set, so that the same
@@ -371,8 +363,9 @@ fn pipeline_options(
             let level = layer
                 .level
                 .unwrap_or(berth_build::compression::DEFAULT_GZIP_LEVEL as i32);
-            let level = u32::try_from(level)
-                .map_err(|_| usage(format!("gzip level {level} is out of range; use 0 to 9")))?;
+            let level = u32::try_from(level).map_err(|_| {
+                Failure::usage(format!("gzip level {level} is out of range; use 0 to 9"))
+            })?;
             Compression::Gzip {
                 level,
                 threads: layer.threads,
@@ -409,25 +402,25 @@ fn edit_config(
     let env = process_env();
     if !args.no_labels {
         let cwd = std::env::current_dir().ok();
-        let l = labels::standard_labels(&env, cwd.as_deref(), base).map_err(usage)?;
-        labels::apply_labels(config, &l).map_err(|e| (1, anyhow!("{e}")))?;
+        let l = labels::standard_labels(&env, cwd.as_deref(), base).map_err(Failure::usage)?;
+        labels::apply_labels(config, &l).map_err(|e| Failure::other(anyhow!("{e}")))?;
     }
     for file in &args.config_files {
         let text = std::fs::read_to_string(file).map_err(|e| {
-            usage(format!(
+            Failure::usage(format!(
                 "cannot read the config file {}: {e}",
                 file.display()
             ))
         })?;
         merge_document(config, &text, &env)
-            .map_err(|e| usage(format!("{}: {e}", file.display())))?;
+            .map_err(|e| Failure::usage(format!("{}: {e}", file.display())))?;
     }
     let mut labels = BTreeMap::new();
     for kv in &args.label {
         let (k, v) = kv
             .split_once('=')
             .filter(|(k, _)| !k.is_empty())
-            .ok_or_else(|| usage(format!("bad --label {kv:?}: expected KEY=VALUE")))?;
+            .ok_or_else(|| Failure::usage(format!("bad --label {kv:?}: expected KEY=VALUE")))?;
         labels.insert(k.to_owned(), v.to_owned());
     }
     let edits = ConfigEdits {
@@ -437,19 +430,19 @@ fn edit_config(
             .as_deref()
             .map(image::parse_command)
             .transpose()
-            .map_err(usage)?,
+            .map_err(Failure::usage)?,
         cmd: args
             .cmd
             .as_deref()
             .map(image::parse_command)
             .transpose()
-            .map_err(usage)?,
+            .map_err(Failure::usage)?,
         workdir: args.workdir.clone(),
         user: args.user.clone(),
         labels,
         expose: args.expose.clone(),
     };
-    image::apply_edits(config, &edits).map_err(usage)
+    image::apply_edits(config, &edits).map_err(Failure::usage)
 }
 
 fn layer_failure(e: LayerPushError) -> Failure {
@@ -467,9 +460,9 @@ fn layer_failure(e: LayerPushError) -> Failure {
                     }
                 })
                 .collect();
-            (1, anyhow!("the layer was not pushed: {msg}"))
+            Failure::other(anyhow!("the layer was not pushed: {msg}"))
         }
-        LayerPushError::Registry(e) => fail("layer upload", e),
+        LayerPushError::Registry(e) => Failure::client("layer upload", e),
     }
 }
 
@@ -480,11 +473,11 @@ async fn put_json(
     doc: &Value,
     media_type: &str,
 ) -> Result<Manifest, Failure> {
-    let m =
-        Manifest::from_bytes(image::to_bytes(doc), Some(media_type)).map_err(|e| fail("", e))?;
+    let m = Manifest::from_bytes(image::to_bytes(doc), Some(media_type))
+        .map_err(|e| Failure::client("", e))?;
     c.put_manifest(repo, reference, &m)
         .await
-        .map_err(|e| fail("", e))?;
+        .map_err(|e| Failure::client("", e))?;
     Ok(m)
 }
 
@@ -499,7 +492,7 @@ async fn push_config(
     let digest = c
         .push_blob_bytes(repo, bytes.into())
         .await
-        .map_err(|e| fail("config upload", e))?;
+        .map_err(|e| Failure::client("config upload", e))?;
     Ok(Blob {
         media_type: format.config_media_type().into(),
         digest: digest.to_string(),
@@ -560,12 +553,12 @@ async fn push_new_image(
     layer: &LayerArgs,
     args: &ConfigArgs,
     common: &Common,
-) -> CmdResult {
+) -> Result<(), Failure> {
     let dest = parse_ref(reference)?;
     if let LayerSource::Dir { root, .. } = &source
         && !root.is_dir()
     {
-        return Err(usage(format!(
+        return Err(Failure::usage(format!(
             "the rootfs {} is not a folder (or does not exist); give the folder to archive",
             root.display()
         )));
@@ -585,10 +578,10 @@ async fn push_new_image(
         &created,
         &created_by("push-layer", &source),
     )
-    .map_err(|e| (1, anyhow!("{e}")))?;
+    .map_err(|e| Failure::other(anyhow!("{e}")))?;
     let config_blob = push_config(&c, &dest.repository, &config, format).await?;
     let manifest = image::new_manifest(format, &config_blob, &[layer_blob(&info)])
-        .map_err(|e| (1, anyhow!("{e}")))?;
+        .map_err(|e| Failure::other(anyhow!("{e}")))?;
     let m = put_json(
         &c,
         &dest.repository,
@@ -652,13 +645,13 @@ fn selected(edit: &Edit, p: Option<&Platform>) -> bool {
         })
 }
 
-async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> CmdResult {
+async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> Result<(), Failure> {
     let base = parse_ref(base_s)?;
     let dest = parse_ref(new_s)?;
     if let Some((LayerSource::Dir { root, .. }, _)) = &edit.layer
         && !root.is_dir()
     {
-        return Err(usage(format!(
+        return Err(Failure::usage(format!(
             "the rootfs {} is not a folder (or does not exist); give the folder to archive",
             root.display()
         )));
@@ -673,10 +666,9 @@ async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> CmdR
     let base_manifest = src
         .get_manifest(&base.repository, &base.reference_str())
         .await
-        .map_err(|e| fail("base image", e))?;
+        .map_err(|e| Failure::client("base image", e))?;
     let base_format = ImageFormat::of_media_type(&base_manifest.media_type).ok_or_else(|| {
-        (
-            1,
+        Failure::other(
             anyhow!(
                 "the base {base_s} is a {} manifest; append and mutate take Docker schema 2 or OCI images and indexes",
                 base_manifest.media_type
@@ -695,7 +687,9 @@ async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> CmdR
     // any upload.
     edit_config(&mut json!({}), &edit.config, Some(&base_label))?;
 
-    let parsed = base_manifest.parse().map_err(|e| fail("base image", e))?;
+    let parsed = base_manifest
+        .parse()
+        .map_err(|e| Failure::client("base image", e))?;
     // The images to rebuild: the base itself, or the selected children of its index.
     let targets: Vec<Manifest> = if base_manifest.is_index() {
         let mut v = Vec::new();
@@ -704,19 +698,19 @@ async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> CmdR
                 let m = src
                     .get_manifest(&base.repository, &child.digest.to_string())
                     .await
-                    .map_err(|e| fail("base image", e))?;
+                    .map_err(|e| Failure::client("base image", e))?;
                 v.push(m);
             }
         }
         if v.is_empty() {
-            return Err(usage(format!(
+            return Err(Failure::usage(format!(
                 "no platform of {base_s} matches --platform; see `berth manifest {base_s}`"
             )));
         }
         v
     } else {
         if !edit.platforms.is_empty() {
-            return Err(usage(format!(
+            return Err(Failure::usage(format!(
                 "{base_s} is a single-platform image; --platform applies to multi-arch bases only"
             )));
         }
@@ -744,12 +738,14 @@ async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> CmdR
 
     let mut replaced: BTreeMap<String, Blob> = BTreeMap::new();
     for target in &targets {
-        let tp = target.parse().map_err(|e| fail("base image", e))?;
+        let tp = target
+            .parse()
+            .map_err(|e| Failure::client("base image", e))?;
         if tp.config.is_none() {
-            return Err((
-                1,
-                anyhow!("{} is not an image manifest (no config)", target.digest),
-            ));
+            return Err(Failure::other(anyhow!(
+                "{} is not an image manifest (no config)",
+                target.digest
+            )));
         }
         ensure_blobs(
             &src,
@@ -761,16 +757,16 @@ async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> CmdR
             &mut counts,
         )
         .await
-        .map_err(|e| fail("base layers", e))?;
+        .map_err(|e| Failure::client("base layers", e))?;
         let config_bytes = src
             .get_config(&base.repository, target)
             .await
-            .map_err(|e| fail("base config", e))?;
+            .map_err(|e| Failure::client("base config", e))?;
         let mut config: Value = serde_json::from_slice(&config_bytes).map_err(|e| {
-            (
-                1,
-                anyhow!("the base config of {} is not JSON: {e}", target.digest),
-            )
+            Failure::other(anyhow!(
+                "the base config of {} is not JSON: {e}",
+                target.digest
+            ))
         })?;
         edit_config(&mut config, &edit.config, Some(&base_label))?;
         match (&layer_info, &edit.layer) {
@@ -782,14 +778,14 @@ async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> CmdR
             ),
             _ => image::record_change(&mut config, &created, "berth mutate"),
         }
-        .map_err(|e| (1, anyhow!("{e}")))?;
+        .map_err(|e| Failure::other(anyhow!("{e}")))?;
         let config_blob = push_config(&dst, &dest.repository, &config, format).await?;
         let base_json: Value = serde_json::from_slice(&target.bytes)
-            .map_err(|e| (1, anyhow!("the base manifest is not JSON: {e}")))?;
+            .map_err(|e| Failure::other(anyhow!("the base manifest is not JSON: {e}")))?;
         let new_layer = layer_info.as_ref().map(layer_blob);
         let manifest =
             image::rebuild_manifest(&base_json, format, &config_blob, new_layer.as_ref())
-                .map_err(|e| (1, anyhow!("{e}")))?;
+                .map_err(|e| Failure::other(anyhow!("{e}")))?;
         if base_manifest.is_index() {
             let m = put_json(
                 &dst,
@@ -837,8 +833,8 @@ async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> CmdR
             let m = src
                 .get_manifest(&base.repository, &child.digest.to_string())
                 .await
-                .map_err(|e| fail("base image", e))?;
-            let cp = m.parse().map_err(|e| fail("base image", e))?;
+                .map_err(|e| Failure::client("base image", e))?;
+            let cp = m.parse().map_err(|e| Failure::client("base image", e))?;
             let mut blobs = cp.layers.clone();
             blobs.extend(cp.config.clone());
             ensure_blobs(
@@ -851,16 +847,16 @@ async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> CmdR
                 &mut counts,
             )
             .await
-            .map_err(|e| fail("base blobs", e))?;
+            .map_err(|e| Failure::client("base blobs", e))?;
             dst.put_manifest(&dest.repository, &m.digest.to_string(), &m)
                 .await
-                .map_err(|e| fail("", e))?;
+                .map_err(|e| Failure::client("", e))?;
         }
     }
     let base_json: Value = serde_json::from_slice(&base_manifest.bytes)
-        .map_err(|e| (1, anyhow!("the base index is not JSON: {e}")))?;
-    let index =
-        image::rebuild_index(&base_json, format, &replaced).map_err(|e| (1, anyhow!("{e}")))?;
+        .map_err(|e| Failure::other(anyhow!("the base index is not JSON: {e}")))?;
+    let index = image::rebuild_index(&base_json, format, &replaced)
+        .map_err(|e| Failure::other(anyhow!("{e}")))?;
     let m = put_json(
         &dst,
         &dest.repository,

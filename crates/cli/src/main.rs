@@ -1,35 +1,34 @@
 //! `berth`: a container registry server, a daemonless registry client and an image builder.
 //!
-//! Each group of subcommands lives in its own module; this file only wires them together and maps
-//! errors to exit codes.
+//! This file parses the command line and hands each subcommand to its module: the grammar is in
+//! `args/`, the registry client's commands in `commands/` (one function each), the server in
+//! `serve.rs`, the builder in `build_cmds.rs`. Every command fails with an `exit::Failure`,
+//! which says the exit code and the hint.
 
+mod args;
 mod build_cmds;
-mod client_cmds;
+mod commands;
 mod config;
+mod connect;
+mod exit;
 mod logging;
+mod output;
+mod parse;
+mod platforms;
+mod progress;
 mod serve;
+
+/// Helpers of the build commands.
+mod build {
+    pub mod upload;
+}
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser as _;
 
-/// Berth: an OCI registry server, registry client and image builder in one binary.
-#[derive(Parser)]
-#[command(name = "berth", version, about, propagate_version = true)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the registry server (OCI Distribution Spec v1.1, Docker Registry HTTP API V2).
-    Serve(serve::ServeArgs),
-    #[command(flatten)]
-    Client(client_cmds::ClientCommand),
-    #[command(flatten)]
-    Build(Box<build_cmds::BuildCommand>),
-}
+use crate::args::{Cli, Command};
+use crate::exit::Failure;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -45,16 +44,16 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await.map_err(|e| (1u8, e)),
-            Command::Client(cmd) => client_cmds::run(cmd).await,
+            Command::Serve(args) => serve::run(args).await.map_err(Failure::other),
+            Command::Client(cmd) => commands::run(cmd).await,
             Command::Build(cmd) => build_cmds::run(*cmd).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err((code, err)) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(code)
+        Err(failure) => {
+            eprintln!("{}", failure.render());
+            failure.exit_code()
         }
     }
 }

@@ -264,10 +264,10 @@ async fn inspect_commands_and_exit_codes() {
         "{}",
         missing.stderr
     );
-    assert_eq!(
-        missing.stderr.trim().lines().count(),
-        1,
-        "one-line error: {}",
+    let lines: Vec<&str> = missing.stderr.trim().lines().collect();
+    assert!(
+        lines.len() == 2 && lines[0].starts_with("error: ") && lines[1].starts_with("hint: "),
+        "one error line, then the hint on its own line: {}",
         missing.stderr
     );
     assert_eq!(env.run(&["manifest", "Bad//Ref"]).await.code, 2);

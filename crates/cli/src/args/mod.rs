@@ -1,0 +1,44 @@
+//! The command line's grammar, clap types only: what each subcommand accepts and its help.
+//! What a subcommand does is in [`crate::commands`] (registry client), [`crate::serve`] and
+//! [`crate::build_cmds`].
+
+mod client;
+mod copy;
+mod delete;
+mod inspect;
+mod login;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+pub use client::{ClientCommand, Common, PlatformArgs};
+pub use copy::{CpArgs, PullArgs, PushArgs, TagArgs};
+pub use delete::{RmArgs, RmRepoArgs};
+pub use inspect::{
+    BlobArgs, CatalogArgs, ConfigArgs, DigestArgs, ManifestArgs, PingArgs, ReferrersArgs,
+    SearchArgs, SizeArgs, TagsArgs,
+};
+pub use login::{LoginArgs, LogoutArgs};
+pub use serve::ServeArgs;
+
+/// Berth: an OCI registry server, registry client and image builder in one binary.
+#[derive(Parser)]
+#[command(name = "berth", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand, by group.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the registry server (OCI Distribution Spec v1.1, Docker Registry HTTP API V2).
+    Serve(ServeArgs),
+    /// Registry client commands.
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// Image builder commands.
+    #[command(flatten)]
+    Build(Box<crate::build_cmds::BuildCommand>),
+}
