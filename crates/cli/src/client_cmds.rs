@@ -473,7 +473,9 @@ async fn fetch_for_platform(
         .map_err(|e| fail("", e))?;
     match platform {
         Some(p) => {
-            let p: Platform = p.parse().map_err(|e: Error| usage(e.to_string()))?;
+            let p: Platform = p
+                .parse()
+                .map_err(|e: berth_oci::PlatformError| usage(e.to_string()))?;
             c.resolve_platform(&r.repository, m, &p)
                 .await
                 .map_err(|e| fail("", e))
@@ -484,8 +486,8 @@ async fn fetch_for_platform(
 
 fn image_size(m: &Manifest) -> Result<(u64, u64, usize), (u8, anyhow::Error)> {
     let p = m.parse().map_err(|e| fail("", e))?;
-    let config = p.config.map(|c| c.size as u64).unwrap_or(0);
-    let layers: u64 = p.layers.iter().map(|l| l.size as u64).sum();
+    let config = p.config.map(|c| c.size).unwrap_or(0);
+    let layers: u64 = p.layers.iter().map(|l| l.size).sum();
     Ok((config, layers, p.layers.len()))
 }
 
