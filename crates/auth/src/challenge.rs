@@ -1,101 +1,12 @@
-//! `WWW-Authenticate` challenges and the [`AuthError`] every authenticator answers with.
-
-use std::fmt;
+//! The [`AuthError`] every authenticator answers with. The `WWW-Authenticate` challenge it
+//! carries is [`berth_oci::token::Challenge`], re-exported here.
 
 use berth_oci::{ErrorBody, ErrorCode, ErrorInfo};
 use http::StatusCode;
 
-use crate::scope::{Scope, join_scopes, merge_scopes};
+pub use berth_oci::token::{BearerError, Challenge};
 
-/// The `error` parameter of a Bearer challenge (RFC 6750 §3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BearerError {
-    /// The token is malformed, expired, for another service, or signed by an unknown key.
-    InvalidToken,
-    /// The token is valid but does not grant the needed scope.
-    InsufficientScope,
-}
-
-impl BearerError {
-    /// The wire value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BearerError::InvalidToken => "invalid_token",
-            BearerError::InsufficientScope => "insufficient_scope",
-        }
-    }
-}
-
-/// A `WWW-Authenticate` challenge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Challenge {
-    /// `Basic realm="..."`.
-    Basic {
-        /// The realm shown to users.
-        realm: String,
-    },
-    /// `Bearer realm="...",service="...",scope="..."[,error="..."]`.
-    Bearer {
-        /// The token endpoint URL.
-        realm: String,
-        /// The service name tokens must be issued for.
-        service: String,
-        /// The scopes needed (merged per resource and joined by spaces, as Distribution does).
-        scopes: Vec<Scope>,
-        /// Why an offered token was refused, if one was offered.
-        error: Option<BearerError>,
-    },
-}
-
-/// Quotes a challenge parameter value (RFC 9110 quoted-string: `\` and `"` are escaped; control
-/// characters are dropped so that a configured value can never split the header).
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-impl fmt::Display for Challenge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Challenge::Basic { realm } => write!(f, "Basic realm={}", quote(realm)),
-            Challenge::Bearer {
-                realm,
-                service,
-                scopes,
-                error,
-            } => {
-                write!(
-                    f,
-                    "Bearer realm={},service={}",
-                    quote(realm),
-                    quote(service)
-                )?;
-                let merged = merge_scopes(scopes);
-                if !merged.is_empty() {
-                    write!(f, ",scope={}", quote(&join_scopes(&merged)))?;
-                }
-                if let Some(e) = error {
-                    write!(f, ",error={}", quote(e.as_str()))?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
+use crate::scope::Scope;
 
 /// Why a request was refused: everything the server needs to answer it.
 ///
@@ -175,42 +86,6 @@ impl AuthError {
 mod tests {
     use super::*;
     use crate::scope::Action;
-
-    #[test]
-    fn basic_challenge() {
-        let c = Challenge::Basic {
-            realm: "Berth \"registry\"".into(),
-        };
-        assert_eq!(c.to_string(), r#"Basic realm="Berth \"registry\"""#);
-    }
-
-    #[test]
-    fn bearer_challenge_names_scopes() {
-        let c = Challenge::Bearer {
-            realm: "https://r.example/token".into(),
-            service: "berth".into(),
-            scopes: vec![
-                Scope::repository("a", &[Action::Pull]),
-                Scope::repository("b", &[Action::Pull]),
-                Scope::repository("a", &[Action::Push]),
-            ],
-            error: None,
-        };
-        assert_eq!(
-            c.to_string(),
-            r#"Bearer realm="https://r.example/token",service="berth",scope="repository:a:pull,push repository:b:pull""#
-        );
-        let c = Challenge::Bearer {
-            realm: "r\n".into(),
-            service: "s".into(),
-            scopes: vec![],
-            error: Some(BearerError::InsufficientScope),
-        };
-        assert_eq!(
-            c.to_string(),
-            r#"Bearer realm="r",service="s",error="insufficient_scope""#
-        );
-    }
 
     #[test]
     fn error_body_has_detail() {

@@ -32,6 +32,8 @@ use crate::jwt::TokenAuthenticator;
 use crate::keys::{TrustedKey, TrustedKeys};
 use crate::scope::{Access, Scope};
 
+pub use berth_oci::token::TokenResponse;
+
 /// Default token lifetime, seconds.
 pub const DEFAULT_TOKEN_TTL: u64 = 300;
 /// Longest token lifetime accepted in the configuration (one day).
@@ -265,19 +267,6 @@ fn generate_signing_key(path: &Path) -> Result<(), IssuerConfigError> {
         .map_err(|e| key_err(path, format!("cannot write: {e}")))?;
     tracing::info!(path = %path.display(), "generated a new P-256 token signing key");
     Ok(())
-}
-
-/// The token endpoint's answer (Docker token spec; `token` and `access_token` are equal).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenResponse {
-    /// The JWT.
-    pub token: String,
-    /// The same JWT (OAuth2 name).
-    pub access_token: String,
-    /// Lifetime in seconds.
-    pub expires_in: u64,
-    /// RFC 3339 issue time.
-    pub issued_at: String,
 }
 
 /// Why the token endpoint refused a request.
@@ -688,12 +677,7 @@ impl Issuer {
             })
             .unwrap_or_default();
         audit::token_issued(user, &granted, remote);
-        Ok(TokenResponse {
-            access_token: token.clone(),
-            token,
-            expires_in: self.ttl,
-            issued_at,
-        })
+        Ok(TokenResponse::new(token, self.ttl, issued_at))
     }
 
     /// Issues a token for a parsed request.

@@ -275,7 +275,7 @@ impl TokenAuthenticator {
     pub fn challenge(&self, needed: &[Scope], error: Option<BearerError>) -> Challenge {
         Challenge::Bearer {
             realm: self.realm.clone(),
-            service: self.service.clone(),
+            service: Some(self.service.clone()),
             scopes: needed.to_vec(),
             error,
         }

@@ -19,6 +19,7 @@ use std::io::{self, Read};
 use std::sync::mpsc::sync_channel;
 use std::thread;
 
+use berth_oci::{Descriptor, Digest};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -245,14 +246,12 @@ fn read_stage<R: Read + Send + 'static>(
     })?;
     Ok(LayerInfo {
         diff_id,
-        digest,
-        size,
-        media_type: layer_media_type(kind, options.flavor).to_string(),
+        descriptor: Descriptor::new(layer_media_type(kind, options.flavor), digest, size),
     })
 }
 
 /// The validating thread: decompress, hash (diff_id) and check the tar structure.
-fn validate(kind: CompressionKind, input: ChannelReader) -> Result<String, PipelineError> {
+fn validate(kind: CompressionKind, input: ChannelReader) -> Result<Digest, PipelineError> {
     let invalid = |reason: String| PipelineError::InvalidArchive { kind, reason };
     let decoded: Box<dyn Read> = match kind {
         CompressionKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
@@ -327,9 +326,8 @@ mod tests {
         enc.finish().unwrap()
     }
 
-    fn sha(data: &[u8]) -> String {
-        use sha2::Digest;
-        format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+    fn sha(data: &[u8]) -> Digest {
+        Digest::sha256_of(data)
     }
 
     fn run(input: Vec<u8>) -> Result<(Vec<u8>, LayerInfo), PipelineError> {
@@ -370,8 +368,11 @@ mod tests {
         let (blob, info) = run(tar.clone()).unwrap();
         assert_eq!(blob, tar);
         assert_eq!(info.diff_id, sha(&tar));
-        assert_eq!(info.digest, info.diff_id);
-        assert_eq!(info.media_type, "application/vnd.oci.image.layer.v1.tar");
+        assert_eq!(info.descriptor.digest, info.diff_id);
+        assert_eq!(
+            info.descriptor.media_type,
+            "application/vnd.oci.image.layer.v1.tar"
+        );
     }
 
     #[test]
@@ -380,11 +381,11 @@ mod tests {
         let gz = gzip(&tar);
         let (blob, info) = run(gz.clone()).unwrap();
         assert_eq!(blob, gz);
-        assert_eq!(info.digest, sha(&gz));
+        assert_eq!(info.descriptor.digest, sha(&gz));
         assert_eq!(info.diff_id, sha(&tar));
-        assert_eq!(info.size, gz.len() as u64);
+        assert_eq!(info.descriptor.size, gz.len() as u64);
         assert_eq!(
-            info.media_type,
+            info.descriptor.media_type,
             "application/vnd.oci.image.layer.v1.tar+gzip"
         );
     }
@@ -397,7 +398,7 @@ mod tests {
         assert_eq!(blob, zst);
         assert_eq!(info.diff_id, sha(&tar));
         assert_eq!(
-            info.media_type,
+            info.descriptor.media_type,
             "application/vnd.oci.image.layer.v1.tar+zstd"
         );
     }
@@ -449,7 +450,7 @@ mod tests {
         );
         let info = stream.blocking_finish().unwrap();
         assert_eq!(
-            info.media_type,
+            info.descriptor.media_type,
             "application/vnd.docker.image.rootfs.diff.tar.gzip"
         );
     }

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use berth_oci::media_type as mt;
+use berth_oci::{Descriptor, Digest};
 use serde_json::{Map, Value, json};
 
 use crate::compression::{
@@ -92,73 +93,7 @@ pub enum ImageError {
     BadEdit(String),
 }
 
-/// A content descriptor, as written into manifests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Blob {
-    /// Media type.
-    pub media_type: String,
-    /// `sha256:<hex>`.
-    pub digest: String,
-    /// Size in bytes.
-    pub size: u64,
-}
-
-impl Blob {
-    /// The descriptor as JSON.
-    pub fn to_json(&self) -> Value {
-        json!({ "mediaType": self.media_type, "digest": self.digest, "size": self.size })
-    }
-}
-
-/// The platform a new image is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    /// `linux`, `windows`…
-    pub os: String,
-    /// `amd64`, `arm64`…
-    pub architecture: String,
-    /// `v7`, `v8`… when the architecture has variants.
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// The platform this program was compiled for, in OCI/Go spelling.
-    pub fn host() -> Platform {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "arm" => "arm",
-            "powerpc64" => "ppc64le",
-            "s390x" => "s390x",
-            "riscv64" => "riscv64",
-            other => other,
-        };
-        Platform {
-            os: "linux".into(),
-            architecture: architecture.into(),
-            variant: None,
-        }
-    }
-
-    /// Parses `os/arch[/variant]`.
-    pub fn parse(s: &str) -> Result<Platform, ImageError> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let bad = || {
-            ImageError::BadEdit(format!(
-                "bad platform {s:?}: expected OS/ARCH[/VARIANT], such as linux/arm64"
-            ))
-        };
-        if parts.len() < 2 || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
-            return Err(bad());
-        }
-        Ok(Platform {
-            os: parts[0].into(),
-            architecture: parts[1].into(),
-            variant: parts.get(2).map(|v| (*v).to_owned()),
-        })
-    }
-}
+pub use berth_oci::Platform;
 
 /// A config for an image built from scratch: platform, creation time, no layers yet.
 pub fn new_config(platform: &Platform, created: &str) -> Value {
@@ -180,7 +115,7 @@ pub fn new_config(platform: &Platform, created: &str) -> Value {
 /// sets `created`. The base's other fields are kept as they are.
 pub fn append_layer(
     config: &mut Value,
-    diff_id: &str,
+    diff_id: &Digest,
     created: &str,
     created_by: &str,
 ) -> Result<(), ImageError> {
@@ -391,8 +326,8 @@ pub fn convert_layer_media_type(
 pub fn rebuild_manifest(
     base: &Value,
     format: ImageFormat,
-    config: &Blob,
-    new_layer: Option<&Blob>,
+    config: &Descriptor,
+    new_layer: Option<&Descriptor>,
 ) -> Result<Value, ImageError> {
     let layers = base
         .get("layers")
@@ -431,10 +366,10 @@ pub fn rebuild_manifest(
 /// A manifest for a new image from its config and layers.
 pub fn new_manifest(
     format: ImageFormat,
-    config: &Blob,
-    layers: &[Blob],
+    config: &Descriptor,
+    layers: &[Descriptor],
 ) -> Result<Value, ImageError> {
-    let base = json!({ "layers": layers.iter().map(Blob::to_json).collect::<Vec<_>>() });
+    let base = json!({ "layers": layers.iter().map(Descriptor::to_json).collect::<Vec<_>>() });
     rebuild_manifest(&base, format, config, None)
 }
 
@@ -444,7 +379,7 @@ pub fn new_manifest(
 pub fn rebuild_index(
     base: &Value,
     format: ImageFormat,
-    replaced: &BTreeMap<String, Blob>,
+    replaced: &BTreeMap<Digest, Descriptor>,
 ) -> Result<Value, ImageError> {
     let children = base
         .get("manifests")
@@ -457,7 +392,7 @@ pub fn rebuild_index(
             .and_then(Value::as_str)
             .ok_or_else(|| ImageError::BadManifest("an index entry has no digest".into()))?;
         let mut child = child.clone();
-        if let Some(new) = replaced.get(digest) {
+        if let Some(new) = digest.parse().ok().and_then(|d: Digest| replaced.get(&d)) {
             child["digest"] = json!(new.digest);
             child["size"] = json!(new.size);
             child["mediaType"] = json!(new.media_type);
@@ -490,12 +425,9 @@ pub fn to_bytes(doc: &Value) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn blob(mt: &str, d: char) -> Blob {
-        Blob {
-            media_type: mt.into(),
-            digest: format!("sha256:{}", d.to_string().repeat(64)),
-            size: 10,
-        }
+    fn blob(mt: &str, d: char) -> Descriptor {
+        let digest = format!("sha256:{}", d.to_string().repeat(64));
+        Descriptor::new(mt, digest.parse().unwrap(), 10)
     }
 
     #[test]
@@ -505,8 +437,9 @@ mod tests {
             "rootfs": {"type": "layers", "diff_ids": ["sha256:a"]},
             "history": [{"created_by": "base"}]
         });
-        append_layer(&mut c, "sha256:b", "2024-01-01T00:00:00Z", "berth append").unwrap();
-        assert_eq!(c["rootfs"]["diff_ids"], json!(["sha256:a", "sha256:b"]));
+        let b = Digest::sha256_of(b"b");
+        append_layer(&mut c, &b, "2024-01-01T00:00:00Z", "berth append").unwrap();
+        assert_eq!(c["rootfs"]["diff_ids"], json!(["sha256:a", b.to_string()]));
         assert_eq!(c["history"][1]["created_by"], "berth append");
         assert_eq!(c["history"][1].get("empty_layer"), None);
         assert_eq!(c["container_config"], json!({"x": 1}));
@@ -591,7 +524,7 @@ mod tests {
         let m = rebuild_manifest(&base, ImageFormat::Oci, &config, Some(&layer)).unwrap();
         assert_eq!(m["mediaType"], mt::OCI_MANIFEST);
         assert_eq!(m["config"]["mediaType"], mt::OCI_CONFIG);
-        assert_eq!(m["config"]["digest"], config.digest);
+        assert_eq!(m["config"]["digest"], json!(config.digest));
         let types: Vec<&str> = m["layers"]
             .as_array()
             .unwrap()
@@ -636,16 +569,8 @@ mod tests {
         let new_a = blob(mt::OCI_MANIFEST, 'e');
         let replaced = [(a.digest.clone(), new_a.clone())].into();
         let idx = rebuild_index(&base, ImageFormat::Oci, &replaced).unwrap();
-        assert_eq!(idx["manifests"][0]["digest"], new_a.digest);
+        assert_eq!(idx["manifests"][0]["digest"], json!(new_a.digest));
         assert_eq!(idx["manifests"][0]["platform"]["architecture"], "amd64");
-        assert_eq!(idx["manifests"][1]["digest"], b.digest);
-    }
-
-    #[test]
-    fn platforms_parse() {
-        let p = Platform::parse("linux/arm/v7").unwrap();
-        assert_eq!(p.variant.as_deref(), Some("v7"));
-        assert!(Platform::parse("linux").is_err());
-        assert!(Platform::parse("linux//").is_err());
+        assert_eq!(idx["manifests"][1]["digest"], json!(b.digest));
     }
 }

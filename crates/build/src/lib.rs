@@ -71,7 +71,7 @@
 //! use berth_build::pipeline::{PipelineOptions, layer_from_dir};
 //!
 //! # async fn patch(_: bytes::Bytes) {}
-//! # async fn commit(_: &str) {}
+//! # async fn commit(_: &berth_oci::Digest) {}
 //! # async fn example() -> Result<(), berth_build::pipeline::PipelineError> {
 //! let tar = TarOptions { mtime_clamp: Some(1_700_000_000), ..TarOptions::default() };
 //! let mut stream = layer_from_dir("rootfs", tar, PipelineOptions::default());
@@ -79,7 +79,7 @@
 //!     patch(chunk).await; // PATCH /v2/<name>/blobs/uploads/<uuid>
 //! }
 //! let layer = stream.finish().await?; // Err => do not commit, do not write a manifest
-//! commit(&layer.digest).await; // PUT ...?digest=<layer.digest>
+//! commit(&layer.descriptor.digest).await; // PUT ...?digest=<digest>
 //! # Ok(()) }
 //! ```
 

@@ -73,7 +73,7 @@ fn half_a_gigabyte_with_bounded_memory() {
             received += chunk.len() as u64;
         }
         let info = stream.blocking_finish().unwrap();
-        assert_eq!(info.size, received);
+        assert_eq!(info.descriptor.size, received);
         assert!(
             received > 0 && received < TOTAL,
             "{compression:?}: {received} bytes"

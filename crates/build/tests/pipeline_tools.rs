@@ -40,8 +40,8 @@ fn plain_tar(root: &Path) -> Vec<u8> {
 }
 
 fn check_layer(blob: &[u8], info: &LayerInfo, tar: &[u8]) {
-    assert_eq!(info.digest, sha256(blob));
-    assert_eq!(info.size, blob.len() as u64);
+    assert_eq!(info.descriptor.digest, sha256(blob));
+    assert_eq!(info.descriptor.size, blob.len() as u64);
     assert_eq!(info.diff_id, sha256(tar));
 }
 
@@ -53,7 +53,7 @@ fn gzip_layers_decompress_with_gzip_and_pigz() {
         let (blob, info) = build(dir.path(), Compression::Gzip { level: 6, threads });
         check_layer(&blob, &info, &tar);
         assert_eq!(
-            info.media_type,
+            info.descriptor.media_type,
             "application/vnd.oci.image.layer.v1.tar+gzip"
         );
         let decoded = pipe("gzip", &["-dc"], &blob);
@@ -103,12 +103,12 @@ fn zstd_layers_decompress_with_zstd() {
         let (blob, info) = build(dir.path(), Compression::Zstd { level, threads });
         check_layer(&blob, &info, &tar);
         assert_eq!(
-            info.media_type,
+            info.descriptor.media_type,
             "application/vnd.oci.image.layer.v1.tar+zstd"
         );
         let decoded = pipe("zstd", &["-dc"], &blob);
         assert_eq!(sha256(&decoded), info.diff_id, "zstd level {level}");
-        digests.push(info.digest);
+        digests.push(info.descriptor.digest);
     }
     assert_eq!(
         digests[0], digests[1],
@@ -121,8 +121,11 @@ fn uncompressed_layer_is_the_tar() {
     let dir = rootfs();
     let (blob, info) = build(dir.path(), Compression::None);
     assert_eq!(blob, plain_tar(dir.path()));
-    assert_eq!(info.digest, info.diff_id);
-    assert_eq!(info.media_type, "application/vnd.oci.image.layer.v1.tar");
+    assert_eq!(info.descriptor.digest, info.diff_id);
+    assert_eq!(
+        info.descriptor.media_type,
+        "application/vnd.oci.image.layer.v1.tar"
+    );
 }
 
 #[test]
@@ -150,7 +153,7 @@ fn docker_media_types() {
     .blocking_finish()
     .unwrap();
     assert_eq!(
-        info.media_type,
+        info.descriptor.media_type,
         "application/vnd.docker.image.rootfs.diff.tar.gzip"
     );
 }
@@ -196,8 +199,8 @@ async fn async_uploader_sees_fixed_size_chunks_then_the_info() {
     let info = stream.finish().await.unwrap();
     assert!(sizes.len() > 2);
     assert!(sizes[..sizes.len() - 1].iter().all(|&s| s == chunk_size));
-    assert_eq!(info.digest, sha256(&uploaded));
-    assert_eq!(info.size, uploaded.len() as u64);
+    assert_eq!(info.descriptor.digest, sha256(&uploaded));
+    assert_eq!(info.descriptor.size, uploaded.len() as u64);
 }
 
 fn gnu_tar_create(dir: &Path, out: &Path, flags: &str) {
@@ -236,18 +239,21 @@ fn existing_archives_are_streamed_as_is() {
 
     let (blob, info) = archive(&tar_path).unwrap();
     assert_eq!(blob, tar);
-    assert_eq!(info.digest, sha256(&tar));
+    assert_eq!(info.descriptor.digest, sha256(&tar));
     assert_eq!(info.diff_id, sha256(&tar));
-    assert_eq!(info.media_type, "application/vnd.oci.image.layer.v1.tar");
+    assert_eq!(
+        info.descriptor.media_type,
+        "application/vnd.oci.image.layer.v1.tar"
+    );
 
     let gz = fs::read(&gz_path).unwrap();
     let (blob, info) = archive(&gz_path).unwrap();
     assert!(blob == gz);
-    assert_eq!(info.digest, sha256(&gz));
-    assert_eq!(info.size, gz.len() as u64);
+    assert_eq!(info.descriptor.digest, sha256(&gz));
+    assert_eq!(info.descriptor.size, gz.len() as u64);
     assert_eq!(info.diff_id, sha256(&pipe("gzip", &["-dc"], &gz)));
     assert_eq!(
-        info.media_type,
+        info.descriptor.media_type,
         "application/vnd.oci.image.layer.v1.tar+gzip"
     );
 
@@ -269,7 +275,7 @@ fn existing_archives_are_streamed_as_is() {
         assert!(blob == zst);
         assert_eq!(info.diff_id, sha256(&pipe("zstd", &["-dc"], &zst)));
         assert_eq!(
-            info.media_type,
+            info.descriptor.media_type,
             "application/vnd.oci.image.layer.v1.tar+zstd"
         );
     }
@@ -340,6 +346,6 @@ async fn async_archive_from_a_tokio_file() {
         .collect()
         .await
         .unwrap();
-    assert_eq!(info.digest, sha256(&fs::read(&gz_path).unwrap()));
-    assert_eq!(info.digest, sha256(&blob));
+    assert_eq!(info.descriptor.digest, sha256(&fs::read(&gz_path).unwrap()));
+    assert_eq!(info.descriptor.digest, sha256(&blob));
 }

@@ -10,12 +10,12 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 use berth_build::compression::{Compression, MediaTypeFlavor};
 use berth_build::config_merge::merge_document;
-use berth_build::image::{self, Blob, ConfigEdits, ImageFormat, Platform};
+use berth_build::image::{self, ConfigEdits, ImageFormat, Platform};
 use berth_build::labels::{self, BaseImage};
 use berth_build::layer::TarOptions;
 use berth_build::pipeline::{LayerInfo, PipelineOptions};
 use berth_client::{Client, Digest, Manifest};
-use berth_oci::Reference;
+use berth_oci::{Descriptor, Reference};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
@@ -486,26 +486,14 @@ async fn push_config(
     repo: &str,
     config: &Value,
     format: ImageFormat,
-) -> Result<Blob, Failure> {
+) -> Result<Descriptor, Failure> {
     let bytes = image::to_bytes(config);
     let size = bytes.len() as u64;
     let digest = c
         .push_blob_bytes(repo, bytes.into())
         .await
         .map_err(|e| Failure::client("config upload", e))?;
-    Ok(Blob {
-        media_type: format.config_media_type().into(),
-        digest: digest.to_string(),
-        size,
-    })
-}
-
-fn layer_blob(info: &LayerInfo) -> Blob {
-    Blob {
-        media_type: info.media_type.clone(),
-        digest: info.digest.clone(),
-        size: info.size,
-    }
+    Ok(Descriptor::new(format.config_media_type(), digest, size))
 }
 
 fn report(
@@ -522,7 +510,8 @@ fn report(
             "digest": digest.to_string(),
         });
         if let Some(l) = layer {
-            v["layer"] = json!({ "digest": l.digest, "diff_id": l.diff_id, "size": l.size, "mediaType": l.media_type });
+            let d = &l.descriptor;
+            v["layer"] = json!({ "digest": d.digest, "diff_id": l.diff_id, "size": d.size, "mediaType": d.media_type });
         }
         if let Some(c) = counts {
             v["base_blobs"] = json!({ "present": c.present, "mounted": c.mounted, "copied": c.copied, "foreign": c.foreign });
@@ -532,7 +521,7 @@ fn report(
         if let Some(l) = layer {
             eprintln!(
                 "layer {} ({} bytes, diff_id {})",
-                l.digest, l.size, l.diff_id
+                l.descriptor.digest, l.descriptor.size, l.diff_id
             );
         }
         if let Some(c) = counts {
@@ -580,8 +569,9 @@ async fn push_new_image(
     )
     .map_err(|e| Failure::other(anyhow!("{e}")))?;
     let config_blob = push_config(&c, &dest.repository, &config, format).await?;
-    let manifest = image::new_manifest(format, &config_blob, &[layer_blob(&info)])
-        .map_err(|e| Failure::other(anyhow!("{e}")))?;
+    let manifest =
+        image::new_manifest(format, &config_blob, std::slice::from_ref(&info.descriptor))
+            .map_err(|e| Failure::other(anyhow!("{e}")))?;
     let m = put_json(
         &c,
         &dest.repository,
@@ -622,27 +612,15 @@ struct Edit {
     verb: &'static str,
 }
 
-fn platform_of(desc: &berth_oci::manifest::Descriptor) -> Option<Platform> {
-    let p = desc.platform.as_ref()?;
-    Some(Platform {
-        os: p.get("os")?.as_str()?.to_owned(),
-        architecture: p.get("architecture")?.as_str()?.to_owned(),
-        variant: p.get("variant").and_then(Value::as_str).map(str::to_owned),
-    })
-}
-
-fn selected(edit: &Edit, p: Option<&Platform>) -> bool {
-    let Some(p) = p else { return false };
+fn selected(edit: &Edit, child: &Descriptor) -> bool {
+    let Some(p) = Platform::of(child.platform.as_ref()) else {
+        return false;
+    };
     if p.os == "unknown" {
         // Attestation manifests (BuildKit's unknown/unknown) describe the old image.
         return false;
     }
-    edit.platforms.is_empty()
-        || edit.platforms.iter().any(|want| {
-            want.os == p.os
-                && want.architecture == p.architecture
-                && (want.variant.is_none() || want.variant == p.variant)
-        })
+    edit.platforms.is_empty() || edit.platforms.iter().any(|want| want.matches_platform(&p))
 }
 
 async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> Result<(), Failure> {
@@ -694,7 +672,7 @@ async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> Resu
     let targets: Vec<Manifest> = if base_manifest.is_index() {
         let mut v = Vec::new();
         for child in &parsed.manifests {
-            if selected(&edit, platform_of(child).as_ref()) {
+            if selected(&edit, child) {
                 let m = src
                     .get_manifest(&base.repository, &child.digest.to_string())
                     .await
@@ -736,7 +714,7 @@ async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> Resu
         None => None,
     };
 
-    let mut replaced: BTreeMap<String, Blob> = BTreeMap::new();
+    let mut replaced: BTreeMap<Digest, Descriptor> = BTreeMap::new();
     for target in &targets {
         let tp = target
             .parse()
@@ -782,10 +760,9 @@ async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> Resu
         let config_blob = push_config(&dst, &dest.repository, &config, format).await?;
         let base_json: Value = serde_json::from_slice(&target.bytes)
             .map_err(|e| Failure::other(anyhow!("the base manifest is not JSON: {e}")))?;
-        let new_layer = layer_info.as_ref().map(layer_blob);
-        let manifest =
-            image::rebuild_manifest(&base_json, format, &config_blob, new_layer.as_ref())
-                .map_err(|e| Failure::other(anyhow!("{e}")))?;
+        let new_layer = layer_info.as_ref().map(|l| &l.descriptor);
+        let manifest = image::rebuild_manifest(&base_json, format, &config_blob, new_layer)
+            .map_err(|e| Failure::other(anyhow!("{e}")))?;
         if base_manifest.is_index() {
             let m = put_json(
                 &dst,
@@ -796,12 +773,8 @@ async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> Resu
             )
             .await?;
             replaced.insert(
-                target.digest.to_string(),
-                Blob {
-                    media_type: m.media_type.clone(),
-                    digest: m.digest.to_string(),
-                    size: m.size(),
-                },
+                target.digest.clone(),
+                Descriptor::new(m.media_type.clone(), m.digest.clone(), m.size()),
             );
         } else {
             let m = put_json(
@@ -827,7 +800,7 @@ async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> Resu
     // Children left as they were must exist in the destination too.
     if !(same_registry && base.repository == dest.repository) {
         for child in &parsed.manifests {
-            if replaced.contains_key(&child.digest.to_string()) {
+            if replaced.contains_key(&child.digest) {
                 continue;
             }
             let m = src

@@ -1,7 +1,7 @@
 //! Platform flags: which platforms of an index to copy, and one platform's manifest picked
 //! from an index.
 
-use berth_client::{Client, Error, Manifest, Platform, Platforms};
+use berth_client::{Client, Manifest, Platform, Platforms};
 use berth_oci::Reference;
 
 use crate::args::PlatformArgs;
@@ -36,7 +36,7 @@ pub async fn fetch_for_platform(
         Some(p) => {
             let p: Platform = p
                 .parse()
-                .map_err(|e: Error| Failure::usage(e.to_string()))?;
+                .map_err(|e: berth_oci::PlatformError| Failure::usage(e.to_string()))?;
             Ok(c.resolve_platform(&r.repository, m, &p).await?)
         }
         None => Ok(m),

@@ -251,7 +251,7 @@ async fn inspect_commands_and_exit_codes() {
         .ok()
         .json();
     let p = single.parse().unwrap();
-    let want = p.config.unwrap().size + p.layers.iter().map(|l| l.size).sum::<i64>();
+    let want = p.config.unwrap().size + p.layers.iter().map(|l| l.size).sum::<u64>();
     assert_eq!(size["images"][0]["total"], serde_json::json!(want));
     let per_platform = env.run(&["size", &format!("{app}:v1")]).await.ok().stdout;
     assert_eq!(per_platform.lines().count(), 2, "{per_platform}");

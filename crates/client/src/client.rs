@@ -14,7 +14,9 @@ use reqwest::header::{
 use reqwest::{Method, Response, StatusCode};
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::auth::{AuthMode, Scope, TokenCache, TokenResponse, parse_challenge};
+use berth_oci::token::{Challenge, ChallengeError, TokenResponse};
+
+use crate::auth::{AuthMode, Scope, TokenCache, query_values, token_from};
 use crate::credentials::{self, Credentials};
 use crate::error::{Error, Result, snippet};
 use crate::retry::{RetryPolicy, parse_retry_after, retryable_status};
@@ -157,19 +159,30 @@ pub(crate) struct Req {
     pub url: String,
     pub headers: HeaderMap,
     pub body: ReqBody,
-    pub scope: Scope,
+    pub scopes: Vec<Scope>,
     pub delete: bool,
     pub what: String,
 }
 
 impl Req {
     pub fn new(method: Method, url: String, scope: Scope, what: impl Into<String>) -> Self {
+        Req::with_scopes(method, url, vec![scope], what)
+    }
+
+    /// A request needing every scope of `scopes` in one token (none for the `/v2/` ping; pull
+    /// on the source and push on the destination for a cross-repository mount).
+    pub fn with_scopes(
+        method: Method,
+        url: String,
+        scopes: Vec<Scope>,
+        what: impl Into<String>,
+    ) -> Self {
         Req {
             method,
             url,
             headers: HeaderMap::new(),
             body: ReqBody::Empty,
-            scope,
+            scopes,
             delete: false,
             what: what.into(),
         }
@@ -328,19 +341,19 @@ impl Client {
             .cloned()
     }
 
-    fn scope_key(scope: &Scope, delete: bool) -> String {
-        scope.to_query_values(delete).join(" ")
+    fn scope_key(scopes: &[Scope], delete: bool) -> String {
+        query_values(scopes, delete).join(" ")
     }
 
     /// The `Authorization` value to send for `scope`, fetching a token when the registry is
     /// known to use bearer tokens and none is cached.
-    async fn auth_header(&self, scope: &Scope, delete: bool) -> Result<Option<String>> {
+    async fn auth_header(&self, scopes: &[Scope], delete: bool) -> Result<Option<String>> {
         let mode = self.inner.mode.lock().expect("auth mode lock").clone();
         match mode {
             AuthMode::Unknown => Ok(None),
             AuthMode::Basic => Ok(self.credentials().await?.and_then(|c| c.basic_header())),
             AuthMode::Bearer { realm, service } => {
-                let key = Self::scope_key(scope, delete);
+                let key = Self::scope_key(scopes, delete);
                 if let Some(t) = self.inner.tokens.lock().expect("token lock").get(&key) {
                     return Ok(Some(format!("Bearer {t}")));
                 }
@@ -349,7 +362,7 @@ impl Client {
                     return Ok(Some(format!("Bearer {t}")));
                 }
                 let token = self
-                    .fetch_token(&realm, service.as_deref(), scope, delete)
+                    .fetch_token(&realm, service.as_deref(), scopes, delete)
                     .await?;
                 let value = token.value.clone();
                 self.inner
@@ -366,7 +379,7 @@ impl Client {
         &self,
         realm: &str,
         service: Option<&str>,
-        scope: &Scope,
+        scopes: &[Scope],
         delete: bool,
     ) -> Result<crate::auth::Token> {
         let registry = &self.inner.registry;
@@ -375,7 +388,7 @@ impl Client {
             message: format!("bad token realm {realm:?}"),
         })?;
         let creds = self.credentials().await?;
-        let scopes = scope.to_query_values(delete);
+        let scopes = query_values(scopes, delete);
         let resp = match &creds {
             Some(Credentials::IdentityToken(refresh)) => {
                 let mut form: Vec<(&str, &str)> = vec![
@@ -452,45 +465,41 @@ impl Client {
                 snippet(&body)
             ),
         })?;
-        parsed.into_token().ok_or_else(|| Error::Protocol {
+        token_from(&parsed).ok_or_else(|| Error::Protocol {
             registry: registry.clone(),
             message: "the token service answered without a token".into(),
         })
     }
 
     /// Learns from a 401 how to authenticate. Errors when retrying cannot help.
-    async fn on_unauthorized(&self, resp: &Response, scope: &Scope, delete: bool) -> Result<()> {
+    async fn on_unauthorized(&self, resp: &Response, scopes: &[Scope], delete: bool) -> Result<()> {
         let registry = &self.inner.registry;
         let challenge = resp
             .headers()
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_challenge);
-        let Some(ch) = challenge else {
-            return Err(Error::Authentication {
+            .map(Challenge::parse);
+        match challenge {
+            None | Some(Err(ChallengeError::Malformed)) => Err(Error::Authentication {
                 registry: registry.clone(),
                 message: "the registry answered 401 without a usable WWW-Authenticate challenge"
                     .into(),
-            });
-        };
-        match ch.scheme.as_str() {
-            "bearer" => {
-                let realm = ch.realm().ok_or_else(|| Error::Protocol {
-                    registry: registry.clone(),
-                    message: "bearer challenge without a realm".into(),
-                })?;
-                *self.inner.mode.lock().expect("auth mode lock") = AuthMode::Bearer {
-                    realm: realm.to_owned(),
-                    service: ch.service().map(str::to_owned),
-                };
+            }),
+            Some(Err(ChallengeError::NoRealm)) => Err(Error::Protocol {
+                registry: registry.clone(),
+                message: "bearer challenge without a realm".into(),
+            }),
+            Some(Ok(Challenge::Bearer { realm, service, .. })) => {
+                *self.inner.mode.lock().expect("auth mode lock") =
+                    AuthMode::Bearer { realm, service };
                 self.inner
                     .tokens
                     .lock()
                     .expect("token lock")
-                    .invalidate(&Self::scope_key(scope, delete));
+                    .invalidate(&Self::scope_key(scopes, delete));
                 Ok(())
             }
-            "basic" => {
+            Some(Ok(Challenge::Basic { .. })) => {
                 if self
                     .credentials()
                     .await?
@@ -507,9 +516,13 @@ impl Client {
                 *self.inner.mode.lock().expect("auth mode lock") = AuthMode::Basic;
                 Ok(())
             }
-            other => Err(Error::Authentication {
+            Some(Err(e)) => Err(Error::Authentication {
                 registry: registry.clone(),
-                message: format!("unsupported authentication scheme {other:?}"),
+                message: e.to_string(),
+            }),
+            Some(Ok(_)) => Err(Error::Authentication {
+                registry: registry.clone(),
+                message: "unsupported authentication challenge".into(),
             }),
         }
     }
@@ -578,7 +591,7 @@ impl Client {
                 .http
                 .request(req.method.clone(), url.clone())
                 .headers(req.headers.clone());
-            if same_origin && let Some(h) = self.auth_header(&req.scope, req.delete).await? {
+            if same_origin && let Some(h) = self.auth_header(&req.scopes, req.delete).await? {
                 rb = rb.header(AUTHORIZATION, h);
             }
             let replayable = !matches!(req.body, ReqBody::Stream(_));
@@ -612,7 +625,7 @@ impl Client {
                 auth_retried = true;
                 // Learn the challenge (dropping the stale token) even when the body cannot be
                 // sent again, so that the caller's next request authenticates afresh.
-                self.on_unauthorized(&resp, &req.scope, req.delete).await?;
+                self.on_unauthorized(&resp, &req.scopes, req.delete).await?;
                 if replayable {
                     attempt -= 1;
                     continue;
@@ -716,7 +729,7 @@ impl Client {
     pub async fn ping(&self) -> Result<()> {
         let url = self.url("/v2/").await?;
         let resp = self
-            .send_expect(Req::new(Method::GET, url, Scope::None, "/v2/"), &[200])
+            .send_expect(Req::with_scopes(Method::GET, url, vec![], "/v2/"), &[200])
             .await?;
         let api_header = resp
             .headers()

@@ -362,7 +362,7 @@ async fn copy_tree(ctx: &Ctx<'_>, manifest: &Manifest) -> Result<()> {
     // Which blobs the destination already has: HEADs in parallel.
     let checks: Vec<Result<(Descriptor, bool)>> = futures::stream::iter(blobs)
         .map(|d| async move {
-            let has = ctx.dst.has_blob(&d.digest, d.size as u64).await?;
+            let has = ctx.dst.has_blob(&d.digest, d.size).await?;
             Ok((d, has))
         })
         .buffer_unordered(8)
@@ -396,7 +396,7 @@ async fn acquire(s: Option<Arc<Semaphore>>) -> Option<OwnedSemaphorePermit> {
 }
 
 async fn copy_blob(ctx: &Ctx<'_>, d: Descriptor) -> Result<()> {
-    let size = d.size as u64;
+    let size = d.size;
     // Per-host caps, always taken source first, then destination, and only once when both
     // sides share one client, so that concurrent copies cannot deadlock.
     let sp = ctx.src.permits();
@@ -448,7 +448,7 @@ async fn copy_blob(ctx: &Ctx<'_>, d: Descriptor) -> Result<()> {
 fn lazy_source(ctx: &Ctx<'_>, d: &Descriptor, counted: Arc<AtomicU64>) -> BlobStream {
     let reporter = ctx.opts.reporter.clone();
     let digest = d.digest.clone();
-    let s = futures::stream::once(ctx.src.blob(&d.digest, d.size as u64))
+    let s = futures::stream::once(ctx.src.blob(&d.digest, d.size))
         .try_flatten()
         .inspect_ok(move |chunk| {
             counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);

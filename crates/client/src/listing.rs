@@ -194,7 +194,7 @@ impl Client {
         let default = ListOptions::default();
         self.paginate(
             "/v2/_catalog",
-            Scope::Catalog,
+            Scope::catalog(),
             &what,
             opts.unwrap_or(&default),
             |b| {

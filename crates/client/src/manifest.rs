@@ -2,7 +2,6 @@
 //! media type kept), delete, platform selection.
 
 use std::fmt;
-use std::str::FromStr;
 
 use berth_oci::manifest::DEFAULT_MAX_MANIFEST_BYTES;
 use berth_oci::{Algorithm, Digest, Hasher, ManifestKind, ParsedManifest, media_type as mt};
@@ -87,70 +86,7 @@ pub struct ManifestInfo {
     pub size: u64,
 }
 
-/// A platform such as `linux/arm64/v8`, as selected by `--platform`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Platform {
-    /// Operating system, e.g. `linux`.
-    pub os: String,
-    /// CPU architecture, e.g. `amd64`.
-    pub architecture: String,
-    /// Variant, e.g. `v8`; `None` matches any.
-    pub variant: Option<String>,
-}
-
-impl FromStr for Platform {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        let parts: Vec<&str> = s.split('/').collect();
-        match parts.as_slice() {
-            [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
-                os: (*os).to_owned(),
-                architecture: (*arch).to_owned(),
-                variant: parts
-                    .get(2)
-                    .filter(|v| !v.is_empty())
-                    .map(|v| (*v).to_owned()),
-            }),
-            _ => Err(Error::Invalid(format!(
-                "bad platform {s:?}: expected os/arch[/variant], such as linux/amd64"
-            ))),
-        }
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
-impl Platform {
-    /// Whether an index entry's `platform` object matches.
-    pub fn matches(&self, platform: Option<&serde_json::Value>) -> bool {
-        let Some(p) = platform else { return false };
-        let get = |k: &str| p.get(k).and_then(|v| v.as_str());
-        get("os") == Some(&self.os)
-            && get("architecture") == Some(&self.architecture)
-            && match &self.variant {
-                None => true,
-                Some(v) => get("variant") == Some(v.as_str()),
-            }
-    }
-
-    /// The platform of an index entry, if it has one.
-    pub fn of(platform: Option<&serde_json::Value>) -> Option<Platform> {
-        let p = platform?;
-        Some(Platform {
-            os: p.get("os")?.as_str()?.to_owned(),
-            architecture: p.get("architecture")?.as_str()?.to_owned(),
-            variant: p.get("variant").and_then(|v| v.as_str()).map(str::to_owned),
-        })
-    }
-}
+pub use berth_oci::Platform;
 
 /// The `Accept` header for manifests: every kind, schema 1 last (read-only).
 pub(crate) fn accept_all() -> String {
@@ -464,23 +400,5 @@ impl Client {
         })?;
         self.get_blob_bytes(repo, &config.digest, 16 * 1024 * 1024)
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn platforms() {
-        let p: Platform = "linux/arm64/v8".parse().unwrap();
-        assert_eq!(p.to_string(), "linux/arm64/v8");
-        let v = serde_json::json!({"os":"linux","architecture":"arm64","variant":"v8"});
-        assert!(p.matches(Some(&v)));
-        let any: Platform = "linux/arm64".parse().unwrap();
-        assert!(any.matches(Some(&v)));
-        assert!(!"linux/amd64".parse::<Platform>().unwrap().matches(Some(&v)));
-        assert!("linux".parse::<Platform>().is_err());
-        assert!("/amd64".parse::<Platform>().is_err());
     }
 }

@@ -128,19 +128,22 @@ fn with_query(location: &str, key: &str, value: &str) -> String {
 impl Client {
     async fn start_upload(&self, repo: &str, mount: Option<(&Digest, &str)>) -> Result<Started> {
         let what = format!("upload to {}/{repo}", self.registry());
-        let (path, scope) = match mount {
+        let (path, scopes) = match mount {
             // Always `from`, the spec's parameter; never the non-standard `origin`.
             Some((d, from)) => (
                 format!(
                     "/v2/{repo}/blobs/uploads/?mount={d}&from={}",
                     urlencode(from)
                 ),
-                Scope::Multi(vec![Scope::push(repo), Scope::pull(from)]),
+                vec![Scope::push(repo), Scope::pull(from)],
             ),
-            None => (format!("/v2/{repo}/blobs/uploads/"), Scope::push(repo)),
+            None => (
+                format!("/v2/{repo}/blobs/uploads/"),
+                vec![Scope::push(repo)],
+            ),
         };
         let url = self.url(&path).await?;
-        let req = Req::new(Method::POST, url, scope, &what).header(CONTENT_LENGTH, "0");
+        let req = Req::with_scopes(Method::POST, url, scopes, &what).header(CONTENT_LENGTH, "0");
         let resp = self.send_expect(req, &[201, 202]).await?;
         if resp.status().as_u16() == 201 {
             return Ok(Started::Mounted);

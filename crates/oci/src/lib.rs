@@ -1,8 +1,10 @@
-//! The data model shared by every Berth crate: digests, repository names, tags and image references,
-//! media types, manifests (OCI and Docker), and the OCI Distribution Spec's error codes.
+//! The data model shared by every Berth crate: digests and hashing, repository names, tags and
+//! image references, media types, descriptors and manifests (OCI and Docker), platforms, the
+//! vocabulary of token authentication, and the OCI Distribution Spec's error codes.
 //!
 //! Architecture invariant: this crate does no I/O and has no async code. It parses, validates and
-//! hashes bytes handed to it; callers own the network and the disk.
+//! hashes bytes handed to it; callers own the network and the disk. Each concept here has one
+//! type in the workspace; other crates use it rather than a copy of their own.
 //!
 //! The typed OCI structures come from the [`oci_spec`] crate (re-exported); the registry-side
 //! manifest inspection in [`manifest`] is deliberately lenient about fields it does not need, so that
@@ -13,11 +15,14 @@ pub mod error;
 pub mod manifest;
 pub mod media_type;
 pub mod name;
+pub mod platform;
 pub mod reference;
+pub mod token;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::{ErrorBody, ErrorCode, ErrorInfo};
 pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest};
 pub use name::{NameError, validate_repository, validate_tag};
 pub use oci_spec;
+pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};

@@ -5,7 +5,7 @@
 //! which are never re-serialized), because a registry must store artifacts of any type byte for
 //! byte. Clients that want the full typed model use [`oci_spec::image`].
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::digest::Digest;
@@ -89,23 +89,54 @@ pub enum ManifestError {
     Descriptor(String),
 }
 
-/// A content descriptor (the subset of fields a registry needs).
-#[derive(Debug, Clone, PartialEq)]
+/// A content descriptor: what manifests and indexes say about a blob or a manifest they
+/// reference.
+///
+/// Reading one (as part of [`ParsedManifest::parse`], or with `serde`) checks the digest and
+/// refuses a negative or non-integer size; writing one gives the OCI JSON shape
+/// (`mediaType`, `digest`, `size`, then the optional fields that are set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", try_from = "RawDescriptor")]
 pub struct Descriptor {
-    /// Media type of the target.
+    /// Media type of the target (empty when a parsed descriptor gave none).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub media_type: String,
     /// Digest of the target.
     pub digest: Digest,
     /// Size in bytes of the target.
-    pub size: i64,
+    pub size: u64,
     /// Where a foreign layer can be fetched from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub urls: Vec<String>,
     /// Artifact type, for index entries and referrers.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
     /// Annotations, kept as given.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub annotations: Option<Map<String, Value>>,
-    /// Platform, kept as given (index entries).
+    /// Platform, kept as given (index entries); see [`crate::Platform::of`].
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<Value>,
+}
+
+impl Descriptor {
+    /// A descriptor of `size` bytes of `media_type` content with `digest`, and nothing else.
+    pub fn new(media_type: impl Into<String>, digest: Digest, size: u64) -> Self {
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            urls: vec![],
+            artifact_type: None,
+            annotations: None,
+            platform: None,
+        }
+    }
+
+    /// The descriptor as a JSON value, as written into manifests.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("a descriptor serializes to JSON")
+    }
 }
 
 #[derive(Deserialize)]
@@ -114,6 +145,8 @@ struct RawDescriptor {
     #[serde(default)]
     media_type: Option<String>,
     digest: String,
+    // Signed on purpose: a negative size is refused with a message naming the digest, and
+    // sizes past i64::MAX are refused as Distribution (Go's int64) refuses them.
     size: i64,
     #[serde(default)]
     urls: Vec<String>,
@@ -132,15 +165,12 @@ impl TryFrom<RawDescriptor> for Descriptor {
             .digest
             .parse::<Digest>()
             .map_err(|e| ManifestError::Descriptor(e.to_string()))?;
-        if r.size < 0 {
-            return Err(ManifestError::Descriptor(format!(
-                "negative size for {digest}"
-            )));
-        }
+        let size = u64::try_from(r.size)
+            .map_err(|_| ManifestError::Descriptor(format!("negative size for {digest}")))?;
         Ok(Descriptor {
             media_type: r.media_type.unwrap_or_default(),
             digest,
-            size: r.size,
+            size,
             urls: r.urls,
             artifact_type: r.artifact_type,
             annotations: r.annotations,
@@ -178,7 +208,7 @@ struct Schema1Layer {
 }
 
 /// What a registry knows about a manifest after parsing it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedManifest {
     /// The kind.
     pub kind: ManifestKind,
@@ -304,15 +334,9 @@ impl ParsedManifest {
                         .blob_sum
                         .parse::<Digest>()
                         .map_err(|e| ManifestError::Descriptor(e.to_string()))?;
-                    parsed.layers.push(Descriptor {
-                        media_type: mt::DOCKER_LAYER_GZIP.to_owned(),
-                        digest,
-                        size: 0,
-                        urls: vec![],
-                        artifact_type: None,
-                        annotations: None,
-                        platform: None,
-                    });
+                    parsed
+                        .layers
+                        .push(Descriptor::new(mt::DOCKER_LAYER_GZIP, digest, 0));
                 }
             }
         }
@@ -369,6 +393,42 @@ mod tests {
             ParsedManifest::parse(bad_digest.as_bytes(), Some(mt::OCI_MANIFEST)),
             Err(ManifestError::Descriptor(_))
         ));
+    }
+
+    #[test]
+    fn sizes_must_be_non_negative_integers() {
+        let negative = image("").replace("\"size\":2", "\"size\":-2");
+        assert_eq!(
+            ParsedManifest::parse(negative.as_bytes(), Some(mt::OCI_MANIFEST)),
+            Err(ManifestError::Descriptor(format!("negative size for {D}")))
+        );
+        let fraction = image("").replace("\"size\":2", "\"size\":1.5");
+        assert!(matches!(
+            ParsedManifest::parse(fraction.as_bytes(), Some(mt::OCI_MANIFEST)),
+            Err(ManifestError::Json(_))
+        ));
+        let m = ParsedManifest::parse(image("").as_bytes(), Some(mt::OCI_MANIFEST)).unwrap();
+        assert_eq!(m.subject.unwrap().size, 2u64);
+    }
+
+    #[test]
+    fn descriptor_json() {
+        let d = Descriptor::new(mt::OCI_CONFIG, D.parse().unwrap(), 7);
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            format!(
+                r#"{{"mediaType":"{}","digest":"{D}","size":7}}"#,
+                mt::OCI_CONFIG
+            )
+        );
+        assert_eq!(
+            d.to_json(),
+            serde_json::json!({"mediaType": mt::OCI_CONFIG, "digest": D, "size": 7})
+        );
+        let back: Descriptor = serde_json::from_value(d.to_json()).unwrap();
+        assert_eq!(back, d);
+        let negative = serde_json::json!({"mediaType": "x", "digest": D, "size": -1});
+        assert!(serde_json::from_value::<Descriptor>(negative).is_err());
     }
 
     #[test]

@@ -12,7 +12,6 @@
 
 mod blobs;
 mod error;
-mod hashstate;
 mod links;
 mod manifests;
 pub mod paths;

@@ -194,7 +194,7 @@ impl Registry {
         self.write_link(&paths::revision_link(name, &digest), &digest)
             .await?;
         if let Some(subject) = &parsed.subject {
-            self.add_referrer(name, &subject.digest, &digest, &parsed, bytes.len() as i64)
+            self.add_referrer(name, &subject.digest, &digest, &parsed, bytes.len() as u64)
                 .await?;
         }
         if let Target::Tag(tag) = &target {

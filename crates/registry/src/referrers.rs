@@ -17,7 +17,7 @@ impl Registry {
         subject: &Digest,
         referrer: &Digest,
         m: &ParsedManifest,
-        size: i64,
+        size: u64,
     ) -> Result<()> {
         let mut desc = Map::new();
         desc.insert("mediaType".into(), json!(m.media_type));

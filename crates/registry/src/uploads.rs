@@ -12,10 +12,9 @@ use berth_oci::{Algorithm, Digest, Hasher};
 use berth_storage::ByteStream;
 use bytes::Bytes;
 use futures::StreamExt;
-use sha2::{Digest as _, Sha256};
 
 use crate::blobs::BlobInfo;
-use crate::{Registry, RegistryError, Result, check_name, hashstate, paths};
+use crate::{Registry, RegistryError, Result, check_name, paths};
 
 /// Where an upload stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,15 +60,16 @@ impl Registry {
             .await?
             .commit()
             .await?;
-        self.save_state(name, &id, 0, &Sha256::new()).await?;
+        self.save_state(name, &id, 0, &Hasher::new(Algorithm::Sha256))
+            .await?;
         Ok(UploadStatus { id, offset: 0 })
     }
 
     /// Saves the hash state at `offset` (before the data up to `offset` is committed).
-    async fn save_state(&self, name: &str, id: &str, offset: u64, h: &Sha256) -> Result<()> {
+    async fn save_state(&self, name: &str, id: &str, offset: u64, h: &Hasher) -> Result<()> {
         let dir = paths::upload_hashstates(name, id);
         self.storage
-            .put(&format!("{dir}/{offset}"), Bytes::from(hashstate::save(h)))
+            .put(&format!("{dir}/{offset}"), Bytes::from(h.save()))
             .await?;
         Ok(())
     }
@@ -88,7 +88,7 @@ impl Registry {
     }
 
     /// The durable offset and hash state of an upload.
-    async fn load_state(&self, name: &str, id: &str) -> Result<(u64, Sha256)> {
+    async fn load_state(&self, name: &str, id: &str) -> Result<(u64, Hasher)> {
         check_name(name)?;
         check_id(id)?;
         if !self.exists(&paths::upload_started(name, id)).await? {
@@ -112,12 +112,12 @@ impl Registry {
         };
         if let Some(offset) = best {
             let bytes = self.storage.read(&format!("{dir}/{offset}"), 4096).await?;
-            if let Some(h) = hashstate::load(&bytes) {
+            if let Some(h) = Hasher::restore(Algorithm::Sha256, &bytes) {
                 return Ok((offset, h));
             }
         }
         // No usable state (an upload begun by another registry): hash what is stored once.
-        let mut h = Sha256::new();
+        let mut h = Hasher::new(Algorithm::Sha256);
         let obj = match self.storage.get(&paths::upload_data(name, id), None).await {
             Ok(o) => o,
             Err(e) if e.is_not_found() => return Ok((0, h)),
@@ -151,10 +151,10 @@ impl Registry {
         name: &str,
         id: &str,
         offset: u64,
-        mut h: Sha256,
+        mut h: Hasher,
         expected_len: Option<u64>,
         mut body: ByteStream,
-    ) -> Result<(u64, Sha256)> {
+    ) -> Result<(u64, Hasher)> {
         let mut w = self
             .storage
             .writer(&paths::upload_data(name, id), offset)
@@ -240,8 +240,7 @@ impl Registry {
                 .await?;
         }
         let actual = match expected.algorithm() {
-            Algorithm::Sha256 => Digest::new(Algorithm::Sha256, &hex::encode(h.finalize()))
-                .expect("sha256 output is 64 hex characters"),
+            Algorithm::Sha256 => h.finish(),
             // Uploads are hashed with SHA-256 as they stream (the digest's algorithm is known
             // only now); another algorithm needs one read of the stored data.
             other => self.rehash(name, id, other).await?,

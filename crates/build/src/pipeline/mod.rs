@@ -19,6 +19,7 @@ use std::sync::mpsc::sync_channel;
 use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
 
+use berth_oci::{Descriptor, Digest};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -39,16 +40,13 @@ pub(crate) const STAGE_BUFFER: usize = 1024 * 1024;
 pub(crate) const STAGE_QUEUE: usize = 4;
 
 /// What the registry and the image config need to know about a finished layer blob.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerInfo {
-    /// `sha256:<hex>` of the uncompressed tar (goes in the config's `rootfs.diff_ids`).
-    pub diff_id: String,
-    /// `sha256:<hex>` of the blob as uploaded (goes in the manifest's layer descriptor).
-    pub digest: String,
-    /// Blob size in bytes (as uploaded).
-    pub size: u64,
-    /// Layer media type for the manifest.
-    pub media_type: String,
+    /// SHA-256 of the uncompressed tar (goes in the config's `rootfs.diff_ids`).
+    pub diff_id: Digest,
+    /// The blob as uploaded: its SHA-256, size and layer media type (the manifest's layer
+    /// descriptor).
+    pub descriptor: Descriptor,
 }
 
 /// Options for the compressing pipeline ([`layer_from_dir`], [`layer_from_tar_reader`]).
@@ -388,7 +386,7 @@ where
 fn compress_stage(
     options: PipelineOptions,
     raw_rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    producer: JoinHandle<Result<(String, u64), PipelineError>>,
+    producer: JoinHandle<Result<(Digest, u64), PipelineError>>,
     chunks: mpsc::Sender<Bytes>,
 ) -> Result<LayerInfo, PipelineError> {
     let kind = options.compression.kind();
@@ -441,19 +439,15 @@ fn compress_stage(
         .map_err(|source| compress_error(source, &flags))?;
     Ok(LayerInfo {
         diff_id,
-        digest,
-        size,
-        media_type: layer_media_type(kind, options.flavor).to_string(),
+        descriptor: Descriptor::new(layer_media_type(kind, options.flavor), digest, size),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::{Digest, Sha256};
-
-    fn sha(data: &[u8]) -> String {
-        format!("sha256:{}", hex::encode(Sha256::digest(data)))
+    fn sha(data: &[u8]) -> Digest {
+        Digest::sha256_of(data)
     }
 
     fn options(compression: Compression, chunk_size: usize) -> PipelineOptions {
@@ -474,9 +468,12 @@ mod tests {
         let (blob, info) = stream.blocking_collect().unwrap();
         assert_eq!(blob, input);
         assert_eq!(info.diff_id, sha(&input));
-        assert_eq!(info.digest, info.diff_id);
-        assert_eq!(info.size, input.len() as u64);
-        assert_eq!(info.media_type, "application/vnd.oci.image.layer.v1.tar");
+        assert_eq!(info.descriptor.digest, info.diff_id);
+        assert_eq!(info.descriptor.size, input.len() as u64);
+        assert_eq!(
+            info.descriptor.media_type,
+            "application/vnd.oci.image.layer.v1.tar"
+        );
     }
 
     #[test]
@@ -504,8 +501,8 @@ mod tests {
         );
         let (blob, info) = stream.blocking_collect().unwrap();
         assert_eq!(info.diff_id, sha(&input));
-        assert_eq!(info.digest, sha(&blob));
-        assert_eq!(info.size, blob.len() as u64);
+        assert_eq!(info.descriptor.digest, sha(&blob));
+        assert_eq!(info.descriptor.size, blob.len() as u64);
         let mut decoded = Vec::new();
         match compression.kind() {
             CompressionKind::Gzip => {
@@ -545,7 +542,7 @@ mod tests {
         );
         assert_eq!(single.diff_id, two.diff_id);
         assert_eq!(
-            single.media_type,
+            single.descriptor.media_type,
             "application/vnd.oci.image.layer.v1.tar+gzip"
         );
     }
@@ -562,7 +559,7 @@ mod tests {
         });
         assert_eq!(one, three);
         assert_eq!(
-            one.media_type,
+            one.descriptor.media_type,
             "application/vnd.oci.image.layer.v1.tar+zstd"
         );
     }

@@ -5,14 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 
+use berth_oci::{Algorithm, Digest, Hasher};
 use bytes::{Buf, Bytes, BytesMut};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
-
-/// Formats a finished SHA-256 as `sha256:<64 lowercase hex>`.
-pub(crate) fn sha256_digest(hasher: Sha256) -> String {
-    format!("sha256:{}", hex::encode(hasher.finalize()))
-}
 
 /// First stage output: hashes everything written (the diff_id) and hands it to the next
 /// stage in buffers of `capacity` bytes through a bounded channel.
@@ -20,7 +15,7 @@ pub(crate) struct HashingStageWriter {
     tx: SyncSender<Vec<u8>>,
     buf: Vec<u8>,
     capacity: usize,
-    hasher: Sha256,
+    hasher: Hasher,
     total: u64,
 }
 
@@ -30,7 +25,7 @@ impl HashingStageWriter {
             tx,
             buf: Vec::with_capacity(capacity),
             capacity,
-            hasher: Sha256::new(),
+            hasher: Hasher::new(Algorithm::Sha256),
             total: 0,
         }
     }
@@ -46,11 +41,11 @@ impl HashingStageWriter {
     }
 
     /// Sends what is left and returns `(sha256 digest, byte count)`.
-    pub(crate) fn finish(mut self) -> io::Result<(String, u64)> {
+    pub(crate) fn finish(mut self) -> io::Result<(Digest, u64)> {
         if !self.buf.is_empty() {
             self.send()?;
         }
-        Ok((sha256_digest(self.hasher), self.total))
+        Ok((self.hasher.finish(), self.total))
     }
 }
 
@@ -101,7 +96,7 @@ pub(crate) struct BlobSink {
     tx: mpsc::Sender<Bytes>,
     buf: BytesMut,
     chunk_size: usize,
-    hasher: Sha256,
+    hasher: Hasher,
     size: u64,
     flags: SinkFlags,
 }
@@ -112,7 +107,7 @@ impl BlobSink {
             tx,
             buf: BytesMut::with_capacity(chunk_size),
             chunk_size,
-            hasher: Sha256::new(),
+            hasher: Hasher::new(Algorithm::Sha256),
             size: 0,
             flags,
         }
@@ -136,14 +131,14 @@ impl BlobSink {
     }
 
     /// Delivers the last chunk and returns `(blob digest, blob size)`.
-    pub(crate) fn finish(mut self) -> io::Result<(String, u64)> {
+    pub(crate) fn finish(mut self) -> io::Result<(Digest, u64)> {
         if self.aborted() {
             return Err(io::Error::other("the blob was aborted"));
         }
         if !self.buf.is_empty() {
             self.send()?;
         }
-        Ok((sha256_digest(self.hasher), self.size))
+        Ok((self.hasher.finish(), self.size))
     }
 }
 
@@ -209,7 +204,7 @@ impl Read for ChannelReader {
 /// underlying reader reached its end.
 pub(crate) struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Hasher,
     total: u64,
     eof: bool,
 }
@@ -218,7 +213,7 @@ impl<R: Read> HashingReader<R> {
     pub(crate) fn new(inner: R) -> Self {
         HashingReader {
             inner,
-            hasher: Sha256::new(),
+            hasher: Hasher::new(Algorithm::Sha256),
             total: 0,
             eof: false,
         }
@@ -230,8 +225,8 @@ impl<R: Read> HashingReader<R> {
     }
 
     /// `(sha256 digest, byte count)`.
-    pub(crate) fn finish(self) -> (String, u64) {
-        (sha256_digest(self.hasher), self.total)
+    pub(crate) fn finish(self) -> (Digest, u64) {
+        (self.hasher.finish(), self.total)
     }
 }
 
@@ -253,8 +248,10 @@ mod tests {
 
     #[test]
     fn digest_format() {
+        let mut empty = HashingReader::new(io::empty());
+        assert_eq!(empty.read(&mut [0u8; 8]).unwrap(), 0);
         assert_eq!(
-            sha256_digest(Sha256::new()),
+            empty.finish().0.to_string(),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
     }
@@ -268,9 +265,7 @@ mod tests {
         let got: Vec<Vec<u8>> = rx.iter().collect();
         assert_eq!(got, [b"abcd".to_vec(), b"efgh".to_vec(), b"ij".to_vec()]);
         assert_eq!(total, 10);
-        let mut h = Sha256::new();
-        h.update(b"abcdefghij");
-        assert_eq!(digest, sha256_digest(h));
+        assert_eq!(digest, Digest::sha256_of(b"abcdefghij"));
     }
 
     #[test]

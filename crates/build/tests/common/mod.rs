@@ -9,10 +9,10 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use sha2::{Digest, Sha256};
+use berth_oci::Digest;
 
-pub fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+pub fn sha256(data: &[u8]) -> Digest {
+    Digest::sha256_of(data)
 }
 
 /// Whether an external tool can be run (`tool --version` succeeds).

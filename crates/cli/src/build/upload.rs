@@ -118,10 +118,10 @@ pub async fn push_layer(
                         "the layer pipeline ended without a result".into(),
                     ));
                 };
-                if info.digest != digest.to_string() || info.size != size {
+                if info.descriptor.digest != digest || info.descriptor.size != size {
                     return Err(LayerPushError::Build(format!(
                         "the uploaded blob ({digest}, {size} bytes) differs from the layer built ({}, {} bytes)",
-                        info.digest, info.size
+                        info.descriptor.digest, info.descriptor.size
                     )));
                 }
                 return Ok(info);
@@ -219,7 +219,7 @@ pub async fn ensure_blobs(
             counts.mounted += 1;
             continue;
         }
-        copy_blob(src, src_repo, dst, dst_repo, &d.digest, d.size as u64).await?;
+        copy_blob(src, src_repo, dst, dst_repo, &d.digest, d.size).await?;
         counts.copied += 1;
     }
     Ok(())

@@ -61,7 +61,7 @@ pub async fn size(a: SizeArgs) -> Result<(), Failure> {
 /// The config's size, the layers' total size, and the number of layers.
 fn image_size(m: &Manifest) -> Result<(u64, u64, usize), Failure> {
     let p = m.parse()?;
-    let config = p.config.map(|c| c.size as u64).unwrap_or(0);
-    let layers: u64 = p.layers.iter().map(|l| l.size as u64).sum();
+    let config = p.config.map(|c| c.size).unwrap_or(0);
+    let layers: u64 = p.layers.iter().map(|l| l.size).sum();
     Ok((config, layers, p.layers.len()))
 }
