@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use berth_oci::{Algorithm, Hasher};
 use rand::RngCore as _;
-use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 /// Why an htpasswd file was refused at load time.
@@ -273,12 +273,15 @@ impl PasswordChecker {
     }
 
     fn digest(&self, user: &str, password: &str) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(self.salt);
+        let mut h = Hasher::new(Algorithm::Sha256);
+        h.update(&self.salt);
         h.update(user.as_bytes());
-        h.update([0u8]);
+        h.update(&[0u8]);
         h.update(password.as_bytes());
-        h.finalize().into()
+        h.finish()
+            .to_bytes()
+            .try_into()
+            .expect("SHA-256 output is 32 bytes")
     }
 
     fn cached(&self, user: &str, digest: &[u8; 32]) -> bool {

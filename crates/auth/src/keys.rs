@@ -16,11 +16,11 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use berth_oci::Digest;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use rsa::pkcs8::{DecodePublicKey as _, EncodePublicKey as _};
 use rsa::traits::PublicKeyParts as _;
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 use x509_cert::Certificate;
 use x509_cert::der::{Decode as _, Encode as _};
 use x509_cert::ext::pkix::BasicConstraints;
@@ -150,7 +150,7 @@ fn b64url(b: &[u8]) -> String {
 /// Docker's libtrust key id of a DER SubjectPublicKeyInfo.
 pub fn libtrust_key_id(spki_der: &[u8]) -> String {
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let digest = Sha256::digest(spki_der);
+    let digest = Digest::sha256_of(spki_der).to_bytes();
     // 30 bytes = 240 bits = exactly 48 base32 characters, so no padding arises.
     let mut chars = Vec::with_capacity(48);
     for chunk in digest[..30].chunks(5) {
@@ -230,7 +230,7 @@ impl TrustedKey {
             public,
             spki_der: der.to_vec(),
             libtrust_kid: libtrust_key_id(der),
-            thumbprint: b64url(&Sha256::digest(thumb_json.as_bytes())),
+            thumbprint: b64url(&Digest::sha256_of(thumb_json.as_bytes()).to_bytes()),
             jwks_kid: None,
             decoding,
         })

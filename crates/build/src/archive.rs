@@ -36,7 +36,7 @@ const VALIDATE_QUEUE: usize = 4;
 /// Options for [`layer_from_archive`] and [`layer_from_async_archive`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArchiveOptions {
-    /// Media type family for [`LayerInfo::media_type`] (default: OCI).
+    /// Media type family of the layer descriptor in [`LayerInfo::descriptor`] (default: OCI).
     pub flavor: MediaTypeFlavor,
     /// Size of every delivered chunk except the last (default 4 MiB).
     pub chunk_size: usize,

@@ -18,6 +18,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use berth_oci::Digest;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -39,8 +40,8 @@ pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
 pub struct BaseImage {
     /// Full reference, e.g. `docker.io/library/alpine:3.20`.
     pub name: String,
-    /// Manifest digest, `sha256:<64 hex>`.
-    pub digest: String,
+    /// Manifest digest.
+    pub digest: Digest,
 }
 
 /// Why the labels could not be computed.
@@ -54,14 +55,6 @@ pub enum LabelError {
     InvalidSourceDateEpoch {
         /// The value found.
         value: String,
-    },
-    /// The base image digest is not `algorithm:hex`.
-    #[error(
-        "base image digest {digest:?} is not of the form sha256:<64 hex digits>; pass the manifest digest"
-    )]
-    InvalidBaseDigest {
-        /// The value given.
-        digest: String,
     },
 }
 
@@ -102,7 +95,7 @@ pub fn rfc3339(seconds: u64) -> String {
 ///
 /// # Errors
 ///
-/// An invalid `SOURCE_DATE_EPOCH` or base digest.
+/// An invalid `SOURCE_DATE_EPOCH`.
 pub fn standard_labels(
     env: &BTreeMap<String, String>,
     git_dir: Option<&Path>,
@@ -135,13 +128,8 @@ pub fn standard_labels(
     }
 
     if let Some(base) = base {
-        if !valid_digest(&base.digest) {
-            return Err(LabelError::InvalidBaseDigest {
-                digest: base.digest.clone(),
-            });
-        }
         labels.insert(BASE_NAME.to_string(), base.name.clone());
-        labels.insert(BASE_DIGEST.to_string(), base.digest.clone());
+        labels.insert(BASE_DIGEST.to_string(), base.digest.to_string());
     }
     Ok(labels)
 }
@@ -160,21 +148,6 @@ pub fn apply_labels(
         config,
         serde_json::json!({ "config": { "Labels": labels } }),
     )
-}
-
-fn valid_digest(digest: &str) -> bool {
-    let Some((algorithm, hex)) = digest.split_once(':') else {
-        return false;
-    };
-    let lower_hex = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    match algorithm {
-        "sha256" => hex.len() == 64 && lower_hex(hex),
-        "sha512" => hex.len() == 128 && lower_hex(hex),
-        _ => false,
-    }
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -359,19 +332,19 @@ mod tests {
         let digest = format!("sha256:{}", "a".repeat(64));
         let base = BaseImage {
             name: "docker.io/library/alpine:3.20".into(),
-            digest: digest.clone(),
+            digest: digest.parse().unwrap(),
         };
         let labels = standard_labels(&env(&[]), None, Some(&base)).unwrap();
         assert_eq!(labels[BASE_NAME], "docker.io/library/alpine:3.20");
         assert_eq!(labels[BASE_DIGEST], digest);
-        let bad = BaseImage {
-            name: "x".into(),
-            digest: "latest".into(),
-        };
-        assert!(matches!(
-            standard_labels(&env(&[]), None, Some(&bad)),
-            Err(LabelError::InvalidBaseDigest { .. })
-        ));
+        // A base digest is a `Digest`, so a tag or a malformed value cannot reach the label.
+        for bad in [
+            "latest",
+            "sha256:abc",
+            "md5:d41d8cd98f00b204e9800998ecf8427e",
+        ] {
+            assert!(bad.parse::<Digest>().is_err(), "{bad}");
+        }
     }
 
     #[test]

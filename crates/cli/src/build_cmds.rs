@@ -656,7 +656,7 @@ async fn rebuild(base_s: &str, new_s: &str, edit: Edit, common: &Common) -> Resu
     let format = edit.format.unwrap_or(base_format);
     let base_label = BaseImage {
         name: base.to_string(),
-        digest: base_manifest.digest.to_string(),
+        digest: base_manifest.digest.clone(),
     };
     let created = created()?;
     let mut counts = BlobCounts::default();

@@ -91,6 +91,12 @@ impl Digest {
     pub fn hex(&self) -> &str {
         &self.hex
     }
+
+    /// The raw hash output (the encoded part decoded), for key ids and cache keys that are
+    /// built from hash bytes rather than from the digest string.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        hex::decode(&self.hex).expect("a digest's encoded part is validated hex")
+    }
 }
 
 /// Checks the generic grammar of the OCI image spec:
@@ -245,6 +251,8 @@ mod tests {
         let d: Digest = s.parse().unwrap();
         assert_eq!(d.to_string(), s);
         assert_eq!(d, Digest::sha256_of(b""));
+        assert_eq!(d.to_bytes().len(), 32);
+        assert_eq!(d.to_bytes()[..4], [0xe3, 0xb0, 0xc4, 0x42]);
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub struct LayerInfo {
 pub struct PipelineOptions {
     /// Blob compression (default: gzip level 6 on all cores).
     pub compression: Compression,
-    /// Media type family for [`LayerInfo::media_type`] (default: OCI).
+    /// Media type family of the layer descriptor in [`LayerInfo::descriptor`] (default: OCI).
     pub flavor: MediaTypeFlavor,
     /// Size of every delivered chunk except the last (default 4 MiB, must be > 0).
     pub chunk_size: usize,
