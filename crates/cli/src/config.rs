@@ -473,7 +473,46 @@ fn s3_settings(s: S3Section) -> anyhow::Result<berth_s3::S3Config> {
         secret_key: s.secretkey.filter(|k| !k.is_empty()),
         session_token: s.sessiontoken.filter(|k| !k.is_empty()),
         chunk_size,
+        aws_settings: Vec::new(),
     })
+}
+
+/// Adds what the AWS environment says to `storage.s3`, as the AWS tools read it: every `AWS_*`
+/// variable goes to `object_store` (the file's keys still win), and when neither the file nor
+/// the environment names an access key, the profile `AWS_PROFILE` (or `default`) of
+/// `AWS_SHARED_CREDENTIALS_FILE` (or `~/.aws/credentials`). The S3 library reads no environment
+/// itself, so this is the one place that does.
+pub fn with_aws_environment(
+    mut cfg: berth_s3::S3Config,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> berth_s3::S3Config {
+    cfg.aws_settings = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .collect();
+    let setting = |name: &str| {
+        cfg.aws_settings
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    if cfg.access_key.is_none()
+        && cfg.secret_key.is_none()
+        && setting("AWS_ACCESS_KEY_ID").is_none()
+    {
+        let file = setting("AWS_SHARED_CREDENTIALS_FILE")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".aws/credentials"))
+            });
+        let profile = setting("AWS_PROFILE").unwrap_or_else(|| "default".into());
+        if let Some(c) = file.and_then(|f| berth_s3::credentials_from_aws_file(&f, &profile)) {
+            cfg.access_key = Some(c.access_key);
+            cfg.secret_key = Some(c.secret_key);
+            cfg.session_token = c.session_token;
+        }
+    }
+    cfg
 }
 
 fn upload_purging(p: Option<UploadPurgingSection>) -> anyhow::Result<Option<UploadPurging>> {
@@ -616,6 +655,61 @@ mod tests {
             &Overrides::default(),
         );
         assert!(e.contains("v4auth"), "{e}");
+    }
+
+    #[test]
+    fn the_aws_environment_and_credentials_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(
+            &file,
+            "[default]\naws_access_key_id = D\naws_secret_access_key = DS\n[ci]\naws_access_key_id = C\naws_secret_access_key = CS\naws_session_token = T\n",
+        )
+        .unwrap();
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .chain([(
+                    "AWS_SHARED_CREDENTIALS_FILE".to_string(),
+                    file.display().to_string(),
+                )])
+                .chain([("PATH".to_string(), "/bin".to_string())])
+                .collect::<Vec<_>>()
+        };
+        // No key anywhere: the named profile of the credentials file.
+        let c = with_aws_environment(
+            berth_s3::S3Config::default(),
+            env(&[("AWS_PROFILE", "ci"), ("AWS_REGION", "eu-1")]),
+        );
+        assert_eq!(
+            (c.access_key.as_deref(), c.secret_key.as_deref()),
+            (Some("C"), Some("CS"))
+        );
+        assert_eq!(c.session_token.as_deref(), Some("T"));
+        assert!(
+            c.aws_settings
+                .iter()
+                .any(|(k, v)| k == "AWS_REGION" && v == "eu-1")
+        );
+        assert!(!c.aws_settings.iter().any(|(k, _)| k == "PATH"));
+        // A key in the environment: the file is not read; object_store takes the variables.
+        let c = with_aws_environment(
+            berth_s3::S3Config::default(),
+            env(&[("AWS_ACCESS_KEY_ID", "E"), ("AWS_SECRET_ACCESS_KEY", "ES")]),
+        );
+        assert_eq!(c.access_key, None);
+        // Keys in the configuration file win over both.
+        let c = with_aws_environment(
+            berth_s3::S3Config {
+                access_key: Some("K".into()),
+                secret_key: Some("KS".into()),
+                ..Default::default()
+            },
+            env(&[]),
+        );
+        assert_eq!(c.access_key.as_deref(), Some("K"));
+        assert!(!format!("{c:?}").contains("KS"));
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let (storage, redirect): (Arc<dyn Storage>, bool) = match &settings.s3 {
         Some(cfg) => {
-            let s = berth_s3::S3Storage::connect(cfg.clone())
+            let cfg = config::with_aws_environment(cfg.clone(), std::env::vars());
+            let s = berth_s3::S3Storage::connect(cfg)
                 .await
                 .context("cannot use S3 storage (storage.s3)")?;
             (Arc::new(s), settings.redirect)

@@ -1,6 +1,6 @@
 //! Settings of the S3 backend, named after CNCF Distribution's `storage.s3` keys.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 /// Distribution's default part size for multipart uploads (`storage.s3.chunksize`).
 pub const DEFAULT_CHUNK_SIZE: usize = 10 << 20;
@@ -25,7 +25,8 @@ pub struct S3Config {
     pub skip_verify: bool,
     /// A prefix every key is stored under (`rootdirectory`).
     pub root_directory: String,
-    /// Access key id (`accesskey`); when absent, the environment and AWS files are used.
+    /// Access key id (`accesskey`). When it is absent, `object_store` looks for credentials in
+    /// [`S3Config::aws_settings`] and then in the instance's metadata service.
     pub access_key: Option<String>,
     /// Secret key (`secretkey`).
     pub secret_key: Option<String>,
@@ -33,6 +34,11 @@ pub struct S3Config {
     pub session_token: Option<String>,
     /// Part size of multipart uploads (`chunksize`), at least 5 MiB.
     pub chunk_size: usize,
+    /// `AWS_*` settings in `object_store`'s spelling (`AWS_REGION`, `AWS_WEB_IDENTITY_TOKEN_FILE`,
+    /// `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`, ...), applied before the keys above so that the
+    /// configuration file wins. The library reads no environment variable: a caller that wants
+    /// the AWS environment honoured passes it here (the `berth` binary does).
+    pub aws_settings: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for S3Config {
@@ -51,6 +57,11 @@ impl std::fmt::Debug for S3Config {
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
             )
             .field("chunk_size", &self.chunk_size)
+            // Keys only: values may be secrets.
+            .field(
+                "aws_settings",
+                &self.aws_settings.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -66,17 +77,14 @@ pub struct FileCredentials {
     pub session_token: Option<String>,
 }
 
-/// Reads the profile `AWS_PROFILE` (or `default`) from `AWS_SHARED_CREDENTIALS_FILE` (or
-/// `~/.aws/credentials`). `object_store` reads credentials from the environment and from
-/// instance metadata but not from this file, which is where the AWS CLI keeps them; the format
-/// is a small INI dialect, parsed here.
-pub fn credentials_from_aws_files() -> Option<FileCredentials> {
-    let path = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".aws/credentials")))?;
+/// Reads `profile` from the AWS shared credentials file at `path` (the AWS CLI's
+/// `~/.aws/credentials`); `None` when the file or the profile is missing. `object_store` reads
+/// credentials from its settings and from instance metadata but not from this file; the format
+/// is a small INI dialect, parsed here. The caller picks the path and profile (the `berth`
+/// binary honours `AWS_SHARED_CREDENTIALS_FILE` and `AWS_PROFILE`).
+pub fn credentials_from_aws_file(path: &Path, profile: &str) -> Option<FileCredentials> {
     let text = std::fs::read_to_string(path).ok()?;
-    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
-    parse_credentials(&text, &profile)
+    parse_credentials(&text, profile)
 }
 
 /// Parses one profile of an AWS credentials file.

@@ -17,7 +17,7 @@ pub mod testing;
 mod writer;
 
 pub use config::{
-    DEFAULT_CHUNK_SIZE, FileCredentials, MIN_CHUNK_SIZE, S3Config, credentials_from_aws_files,
+    DEFAULT_CHUNK_SIZE, FileCredentials, MIN_CHUNK_SIZE, S3Config, credentials_from_aws_file,
     parse_credentials,
 };
 pub use error::S3Error;

@@ -7,14 +7,14 @@ use async_trait::async_trait;
 use berth_storage::{ByteRange, Meta, Object, ObjectWriter, Result, Storage, StorageError};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
     ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
 
-use crate::config::{DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, S3Config, credentials_from_aws_files};
+use crate::config::{DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, S3Config};
 use crate::error::S3Error;
 use crate::writer;
 
@@ -58,7 +58,14 @@ impl S3Storage {
             }
             n => n,
         };
-        let mut b = AmazonS3Builder::from_env()
+        let mut b = AmazonS3Builder::new();
+        for (key, value) in &cfg.aws_settings {
+            // The same rule as `AmazonS3Builder::from_env`, on settings the caller passed.
+            if let Ok(k) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                b = b.with_config(k, value);
+            }
+        }
+        let mut b = b
             .with_bucket_name(&cfg.bucket)
             .with_region(cfg.region.clone().unwrap_or_else(|| "us-east-1".into()))
             .with_virtual_hosted_style_request(!cfg.force_path_style)
@@ -94,18 +101,7 @@ impl S3Storage {
                     "storage.s3 needs both accesskey and secretkey, or neither".into(),
                 ));
             }
-            (None, None) => {
-                if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
-                    && let Some(c) = credentials_from_aws_files()
-                {
-                    b = b
-                        .with_access_key_id(c.access_key)
-                        .with_secret_access_key(c.secret_key);
-                    if let Some(t) = c.session_token {
-                        b = b.with_token(t);
-                    }
-                }
-            }
+            (None, None) => {}
         }
         let store = b.build().map_err(|e| S3Error::Config(e.to_string()))?;
         let prefix = match cfg.root_directory.trim_matches('/') {
