@@ -30,6 +30,7 @@
 //!
 //! Every authentication failure emits one structured `tracing` event ([`audit`]); passwords and
 //! tokens never appear in events, errors or `Debug` output.
+#![warn(missing_docs)]
 
 pub mod access_list;
 pub mod audit;

@@ -82,6 +82,7 @@
 //! commit(&layer.descriptor.digest).await; // PUT ...?digest=<digest>
 //! # Ok(()) }
 //! ```
+#![warn(missing_docs)]
 
 pub mod archive;
 pub mod compression;

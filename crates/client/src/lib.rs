@@ -21,6 +21,7 @@
 //! println!("{} is {}", r, manifest.digest);
 //! # Ok(()) }
 //! ```
+#![warn(missing_docs)]
 
 pub mod auth;
 mod blob;

@@ -9,6 +9,7 @@
 //! The typed OCI structures come from the [`oci_spec`] crate (re-exported); the registry-side
 //! manifest inspection in [`manifest`] is deliberately lenient about fields it does not need, so that
 //! manifests of any artifact type can be stored byte for byte.
+#![warn(missing_docs)]
 
 pub mod digest;
 pub mod error;

@@ -9,6 +9,7 @@
 //!   content they point at; every small write is atomic.
 //! - Blob bytes are never held in memory whole: uploads stream through an append writer, reads
 //!   stream from storage.
+#![warn(missing_docs)]
 
 mod blobs;
 mod error;

@@ -8,6 +8,7 @@
 //! Built on `object_store` (Apache Arrow) rather than the AWS SDK: it speaks S3 with SigV4,
 //! retries, multipart uploads and presigned URLs on the reqwest/rustls/ring stack the rest of
 //! Berth already uses, with a fraction of the SDK's dependencies and build time.
+#![warn(missing_docs)]
 
 mod config;
 mod error;

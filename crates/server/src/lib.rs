@@ -5,6 +5,7 @@
 //! [`route::parse`] splits the path into the repository name and the endpoint. Every response
 //! carries `Docker-Distribution-API-Version: registry/2.0`; every error is the spec's JSON body,
 //! produced in one place ([`error::ApiError`]).
+#![warn(missing_docs)]
 
 mod auth;
 mod error;

@@ -8,6 +8,7 @@
 //! key can escape the root.
 //!
 //! Architecture invariant: nothing in this crate knows about registries, digests or HTTP.
+#![warn(missing_docs)]
 
 mod error;
 mod folder;
