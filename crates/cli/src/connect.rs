@@ -1,11 +1,16 @@
 //! A registry client from the flags every command shares: timeouts, TLS, upload mode and
 //! credentials (`--creds`, or `--username` with the password on standard input).
+//!
+//! The cli, not the client library, reads the environment: it builds the client's
+//! [`Keychain`] from the flags, `BERTH_USERNAME`/`BERTH_PASSWORD` and Docker's config
+//! directory (`DOCKER_CONFIG`, else `$HOME/.docker`).
 
 use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use berth_client::{Client, ClientOptions, Credentials, UploadMode};
+use berth_client::{Client, ClientOptions, Credentials, Keychain, UploadMode};
 
 use crate::args::Common;
 use crate::exit::Failure;
@@ -51,6 +56,41 @@ pub fn credentials(
     Ok(None)
 }
 
+/// Environment variable holding a username for every registry (used with [`ENV_PASSWORD`]).
+const ENV_USERNAME: &str = "BERTH_USERNAME";
+/// Environment variable holding the password for [`ENV_USERNAME`].
+const ENV_PASSWORD: &str = "BERTH_PASSWORD";
+
+/// Credentials from [`ENV_USERNAME`]/[`ENV_PASSWORD`], if both are set.
+fn env_credentials() -> Option<Credentials> {
+    let u = std::env::var(ENV_USERNAME).ok().filter(|u| !u.is_empty())?;
+    let p = std::env::var(ENV_PASSWORD).ok()?;
+    Some(Credentials::basic(u, p))
+}
+
+/// Docker's configuration directory: `$DOCKER_CONFIG`, else `$HOME/.docker`.
+pub fn docker_config_dir() -> Option<PathBuf> {
+    std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
+}
+
+/// The keychain of a command: the flags' credentials, then the environment's, then Docker's
+/// `config.json`.
+pub fn keychain(common: &Common, override_creds: Option<&str>) -> Result<Keychain, Failure> {
+    let mut chain = Keychain::anonymous();
+    if let Some(c) = credentials(common, override_creds)? {
+        chain = chain.with_static(c);
+    }
+    if let Some(c) = env_credentials() {
+        chain = chain.with_static(c);
+    }
+    if let Some(dir) = docker_config_dir() {
+        chain = chain.with_docker_config(dir);
+    }
+    Ok(chain)
+}
+
 /// A client for `registry` configured by the common flags.
 pub fn client(
     registry: &str,
@@ -68,7 +108,7 @@ pub fn client(
         skip_tls_verify: common.insecure,
         plain_http: common.plain_http,
         ca_files: common.ca_files.clone(),
-        credentials: credentials(common, override_creds)?,
+        keychain: keychain(common, override_creds)?,
         upload_mode: if common.chunked {
             UploadMode::Chunked
         } else {

@@ -17,8 +17,9 @@ use tokio::sync::{OnceCell, Semaphore};
 use berth_oci::token::{Challenge, ChallengeError, TokenResponse};
 
 use crate::auth::{AuthMode, Scope, TokenCache, query_values, token_from};
-use crate::credentials::{self, Credentials};
+use crate::credentials::Credentials;
 use crate::error::{Error, Result, snippet};
+use crate::keychain::Keychain;
 use crate::retry::{RetryPolicy, parse_retry_after, retryable_status};
 use crate::tls;
 
@@ -37,8 +38,8 @@ pub enum UploadMode {
     Chunked,
 }
 
-/// Where credentials are looked up, in order: [`ClientOptions::credentials`], then the
-/// environment ([`credentials::ENV_USERNAME`]), then Docker's `config.json`.
+/// How a [`Client`] connects and authenticates. Credentials come only from
+/// [`ClientOptions::keychain`]: the client reads no environment variable and no `~/.docker`.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Time allowed to open a connection (default 10 s).
@@ -55,14 +56,8 @@ pub struct ClientOptions {
     pub skip_tls_verify: bool,
     /// PEM files with CA certificates to trust besides the system's roots.
     pub ca_files: Vec<PathBuf>,
-    /// Explicit credentials; they win over every other source.
-    pub credentials: Option<Credentials>,
-    /// Whether to read [`credentials::ENV_USERNAME`]/[`credentials::ENV_PASSWORD`].
-    pub env_credentials: bool,
-    /// Whether to read Docker's `config.json`.
-    pub docker_config: bool,
-    /// Docker's configuration directory; `None` means `$DOCKER_CONFIG` or `~/.docker`.
-    pub docker_config_dir: Option<PathBuf>,
+    /// Where credentials come from (default: none, anonymous access).
+    pub keychain: Keychain,
     /// Retry policy for 429, 5xx and dropped connections.
     pub retry: RetryPolicy,
     /// Upload strategy.
@@ -85,10 +80,7 @@ impl Default for ClientOptions {
             plain_http: false,
             skip_tls_verify: false,
             ca_files: Vec::new(),
-            credentials: None,
-            env_credentials: true,
-            docker_config: true,
-            docker_config_dir: None,
+            keychain: Keychain::default(),
             retry: RetryPolicy::default(),
             upload_mode: UploadMode::Streaming,
             chunk_size: DEFAULT_CHUNK_SIZE,
@@ -318,24 +310,14 @@ impl Client {
         let i = &self.inner;
         i.creds
             .get_or_try_init(|| async {
-                if let Some(c) = &i.opts.credentials {
-                    return Ok(Some(c.clone()));
+                let keychain = &i.opts.keychain;
+                if !keychain.needs_blocking() {
+                    return keychain.resolve(&i.registry);
                 }
-                if i.opts.env_credentials
-                    && let Some(c) = credentials::from_env()
-                {
-                    return Ok(Some(c));
-                }
-                if i.opts.docker_config {
-                    let dir = i.opts.docker_config_dir.clone();
-                    let reg = i.registry.clone();
-                    return tokio::task::spawn_blocking(move || {
-                        credentials::from_docker_config(dir.as_deref(), &reg)
-                    })
+                let (keychain, reg) = (keychain.clone(), i.registry.clone());
+                tokio::task::spawn_blocking(move || keychain.resolve(&reg))
                     .await
-                    .map_err(|e| Error::Credentials(format!("credential lookup panicked: {e}")))?;
-                }
-                Ok(None)
+                    .map_err(|e| Error::Credentials(format!("credential lookup panicked: {e}")))?
             })
             .await
             .cloned()

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use berth_oci::{Descriptor, Digest, media_type as mt};
+use berth_oci::{Descriptor, Digest};
 use futures::future::BoxFuture;
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::Value;
@@ -24,6 +24,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, Platform};
 use crate::progress::{BlobOutcome, NoProgress, Reporter};
+use crate::transfer::{BlobSource, PushedBlob, ResendPolicy, lives_elsewhere, resend};
 
 /// Where a copy reads from.
 #[async_trait]
@@ -54,15 +55,14 @@ pub trait Destination: Send + Sync {
     async fn has_blob(&self, digest: &Digest, size: u64) -> Result<bool>;
     /// Whether the manifest is already there (by digest).
     async fn has_manifest(&self, digest: &Digest) -> Result<bool>;
-    /// Stores a blob. `stream` is lazy: it opens the source only when first polled, so a
-    /// successful mount costs no download. `mount_from` is a repository of the same registry.
+    /// Stores a blob, with one send (the caller resends on failure). [`BlobSource::open`] is
+    /// lazy, so a successful mount costs no download. `mount_from` is a repository of the
+    /// same registry.
     async fn push_blob(
         &self,
-        stream: BlobStream,
-        digest: &Digest,
-        size: u64,
+        source: &dyn BlobSource,
         mount_from: Option<&str>,
-    ) -> Result<BlobOutcome>;
+    ) -> Result<PushedBlob>;
     /// Stores a manifest under a tag (or layout name) or its digest string.
     async fn put_manifest(&self, reference: &str, manifest: &Manifest) -> Result<()>;
     /// The registry and repository, when this is a registry.
@@ -131,22 +131,12 @@ impl Destination for RegistryRepo {
     }
     async fn push_blob(
         &self,
-        stream: BlobStream,
-        digest: &Digest,
-        size: u64,
+        source: &dyn BlobSource,
         mount_from: Option<&str>,
-    ) -> Result<BlobOutcome> {
-        let polled = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = polled.clone();
-        let stream = stream.inspect(move |_| flag.store(true, Ordering::Relaxed));
+    ) -> Result<PushedBlob> {
         self.client
-            .push_blob_stream(&self.repo, stream, Some((digest.clone(), size)), mount_from)
-            .await?;
-        Ok(if mount_from.is_some() && !polled.load(Ordering::Relaxed) {
-            BlobOutcome::Mounted
-        } else {
-            BlobOutcome::Copied
-        })
+            .push_blob_once(&self.repo, source, mount_from)
+            .await
     }
     async fn put_manifest(&self, reference: &str, manifest: &Manifest) -> Result<()> {
         self.client
@@ -356,7 +346,7 @@ async fn copy_tree(ctx: &Ctx<'_>, manifest: &Manifest) -> Result<()> {
         .into_iter()
         .chain(parsed.layers)
         // Foreign layers live elsewhere by design; registries do not hold them.
-        .filter(|d| !mt::is_foreign_layer(&d.media_type) || d.urls.is_empty())
+        .filter(|d| !lives_elsewhere(d))
         .filter(|d| ctx.done.lock().expect("done lock").insert(d.digest.clone()))
         .collect();
     // Which blobs the destination already has: HEADs in parallel.
@@ -408,51 +398,67 @@ async fn copy_blob(ctx: &Ctx<'_>, d: Descriptor) -> Result<()> {
     let _s = acquire(sp).await;
     let _d = acquire(dp).await;
     ctx.opts.reporter.blob_started(&d.digest, size);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let counted = Arc::new(AtomicU64::new(0));
-        let stream = lazy_source(ctx, &d, counted.clone());
-        let res = ctx
-            .dst
-            .push_blob(stream, &d.digest, size, ctx.mount_from.as_deref())
-            .await;
-        match res {
-            Ok(outcome) => {
-                match outcome {
-                    BlobOutcome::Mounted => ctx.mounted.fetch_add(1, Ordering::Relaxed),
-                    BlobOutcome::Skipped => ctx.skipped.fetch_add(1, Ordering::Relaxed),
-                    BlobOutcome::Copied => ctx.copied.fetch_add(1, Ordering::Relaxed),
-                };
-                ctx.bytes
-                    .fetch_add(counted.load(Ordering::Relaxed), Ordering::Relaxed);
-                ctx.opts.reporter.blob_finished(&d.digest, outcome);
-                return Ok(());
-            }
-            Err(e) => {
-                let retry = attempt < ctx.opts.blob_attempts
-                    && (e.is_transient() || matches!(e, Error::Authentication { .. }));
-                if !retry {
-                    return Err(e);
-                }
-                tracing::debug!(blob = %d.digest, error = %e, attempt, "blob copy failed, retrying");
-                ctx.opts.reporter.blob_restarted(&d.digest);
-                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
-                    .await;
-            }
-        }
-    }
+    let source = CopySource {
+        open: Box::new(|| ctx.src.blob(&d.digest, d.size)),
+        digest: d.digest.clone(),
+        size,
+        reporter: ctx.opts.reporter.clone(),
+        counted: Arc::new(AtomicU64::new(0)),
+    };
+    let policy = ResendPolicy {
+        attempts: ctx.opts.blob_attempts,
+        ..ResendPolicy::default()
+    };
+    let restarted = |_: &Error, _: u32| ctx.opts.reporter.blob_restarted(&d.digest);
+    let pushed = resend(true, policy, &restarted, || {
+        ctx.dst.push_blob(&source, ctx.mount_from.as_deref())
+    })
+    .await?;
+    let outcome = if pushed.mounted {
+        ctx.mounted.fetch_add(1, Ordering::Relaxed);
+        BlobOutcome::Mounted
+    } else {
+        ctx.copied.fetch_add(1, Ordering::Relaxed);
+        BlobOutcome::Copied
+    };
+    ctx.bytes
+        .fetch_add(source.counted.load(Ordering::Relaxed), Ordering::Relaxed);
+    ctx.opts.reporter.blob_finished(&d.digest, outcome);
+    Ok(())
 }
 
-/// A stream that opens the source blob only when first polled, and reports progress.
-fn lazy_source(ctx: &Ctx<'_>, d: &Descriptor, counted: Arc<AtomicU64>) -> BlobStream {
-    let reporter = ctx.opts.reporter.clone();
-    let digest = d.digest.clone();
-    let s = futures::stream::once(ctx.src.blob(&d.digest, d.size))
-        .try_flatten()
-        .inspect_ok(move |chunk| {
-            counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            reporter.blob_progress(&digest, chunk.len() as u64);
-        });
-    Box::pin(s)
+/// A blob of a copy's source, as a [`BlobSource`]: opened lazily, counted and reported.
+struct CopySource<'a> {
+    open: Box<dyn Fn() -> BoxFuture<'static, Result<BlobStream>> + Send + Sync + 'a>,
+    digest: Digest,
+    size: u64,
+    reporter: Arc<dyn Reporter>,
+    /// Bytes read by the latest attempt.
+    counted: Arc<AtomicU64>,
+}
+
+impl BlobSource for CopySource<'_> {
+    fn known(&self) -> Option<(Digest, u64)> {
+        Some((self.digest.clone(), self.size))
+    }
+    /// [`Source::blob`] verifies what it streams.
+    fn verifies(&self) -> bool {
+        true
+    }
+    fn open(&self) -> BoxFuture<'static, Result<BlobStream>> {
+        self.counted.store(0, Ordering::Relaxed);
+        let (counted, reporter, digest) = (
+            self.counted.clone(),
+            self.reporter.clone(),
+            self.digest.clone(),
+        );
+        let opening = (self.open)();
+        Box::pin(async move {
+            let stream = opening.await?.inspect_ok(move |chunk| {
+                counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                reporter.blob_progress(&digest, chunk.len() as u64);
+            });
+            Ok(Box::pin(stream) as BlobStream)
+        })
+    }
 }

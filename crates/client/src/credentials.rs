@@ -1,5 +1,6 @@
-//! Where credentials come from: explicit options, the environment, and Docker's `config.json`
-//! (`auths`, `credHelpers`, `credsStore`, honouring `DOCKER_CONFIG`).
+//! [`Credentials`] and Docker's `config.json` (`auths`, `credHelpers`, `credsStore`) in a
+//! directory the caller names (the library never looks up `DOCKER_CONFIG` or `HOME` itself;
+//! see [`Keychain`](crate::Keychain)).
 //!
 //! Reading uses the [`docker_credential`] crate, which implements Docker's lookup order and the
 //! credential-helper protocol. That crate cannot write, so [`store_docker_login`] and
@@ -9,18 +10,13 @@
 
 use std::fmt;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-
-/// Environment variable holding a username for every registry (used with [`ENV_PASSWORD`]).
-pub const ENV_USERNAME: &str = "BERTH_USERNAME";
-/// Environment variable holding the password for [`ENV_USERNAME`].
-pub const ENV_PASSWORD: &str = "BERTH_PASSWORD";
 
 /// Credentials for one registry. `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -76,13 +72,6 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// Docker's configuration directory: `$DOCKER_CONFIG`, else `$HOME/.docker`.
-pub fn docker_config_dir() -> Option<PathBuf> {
-    std::env::var_os("DOCKER_CONFIG")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))
-}
-
 /// The key Docker uses for a registry in `config.json`.
 fn config_key(registry: &str) -> String {
     if registry == "docker.io" {
@@ -92,22 +81,12 @@ fn config_key(registry: &str) -> String {
     }
 }
 
-/// Credentials from [`ENV_USERNAME`]/[`ENV_PASSWORD`], if both are set.
-pub fn from_env() -> Option<Credentials> {
-    let u = std::env::var(ENV_USERNAME).ok().filter(|u| !u.is_empty())?;
-    let p = std::env::var(ENV_PASSWORD).ok()?;
-    Some(Credentials::basic(u, p))
-}
-
-/// Looks `registry` up in `config.json` in `dir` (or the default directory). `Ok(None)` when
-/// the file or an entry for the registry does not exist.
+/// Looks `registry` up in `config.json` in `dir`. `Ok(None)` when the file or an entry for the
+/// registry does not exist.
 ///
 /// This may run a credential helper program, so call it from a blocking context
 /// (the client does so through `spawn_blocking`).
-pub fn from_docker_config(dir: Option<&Path>, registry: &str) -> Result<Option<Credentials>> {
-    let Some(dir) = dir.map(Path::to_path_buf).or_else(docker_config_dir) else {
-        return Ok(None);
-    };
+pub fn from_docker_config(dir: &Path, registry: &str) -> Result<Option<Credentials>> {
     let file = dir.join("config.json");
     let bytes = match std::fs::read(&file) {
         Ok(b) => b,
@@ -207,18 +186,8 @@ fn run_helper(helper: &str, verb: &str, input: &[u8]) -> Result<()> {
 /// Saves credentials for `registry` the way `docker login` does: through the credential helper
 /// configured for it, else base64 in `auths` of `config.json` (created with mode 0600).
 /// Returns the path of the file written or the helper used.
-pub fn store_docker_login(
-    dir: Option<&Path>,
-    registry: &str,
-    creds: &Credentials,
-) -> Result<String> {
-    let dir = dir
-        .map(Path::to_path_buf)
-        .or_else(docker_config_dir)
-        .ok_or_else(|| {
-            Error::Credentials("no Docker config directory: set DOCKER_CONFIG or HOME".into())
-        })?;
-    let mut config = read_config(&dir)?;
+pub fn store_docker_login(dir: &Path, registry: &str, creds: &Credentials) -> Result<String> {
+    let mut config = read_config(dir)?;
     let key = config_key(registry);
     if let Some(helper) = helper_for(&config, &key) {
         let (user, secret) = match creds {
@@ -234,7 +203,7 @@ pub fn store_docker_login(
         if let Value::Object(a) = auths {
             a.insert(key, Value::Object(Map::new()));
         }
-        write_config(&dir, &config)?;
+        write_config(dir, &config)?;
         return Ok(format!("docker-credential-{helper}"));
     }
     let entry = match creds {
@@ -252,17 +221,14 @@ pub fn store_docker_login(
         }
         other => *other = serde_json::json!({ key: entry }),
     }
-    write_config(&dir, &config)?;
+    write_config(dir, &config)?;
     Ok(dir.join("config.json").display().to_string())
 }
 
 /// Removes the stored credentials of `registry` (helper `erase` and the `auths` entry).
 /// Returns whether anything was removed.
-pub fn remove_docker_login(dir: Option<&Path>, registry: &str) -> Result<bool> {
-    let Some(dir) = dir.map(Path::to_path_buf).or_else(docker_config_dir) else {
-        return Ok(false);
-    };
-    let mut config = read_config(&dir)?;
+pub fn remove_docker_login(dir: &Path, registry: &str) -> Result<bool> {
+    let mut config = read_config(dir)?;
     let key = config_key(registry);
     let mut removed = false;
     if let Some(helper) = helper_for(&config, &key) {
@@ -272,7 +238,7 @@ pub fn remove_docker_login(dir: Option<&Path>, registry: &str) -> Result<bool> {
         removed |= a.remove(&key).is_some();
     }
     if removed {
-        write_config(&dir, &config)?;
+        write_config(dir, &config)?;
     }
     Ok(removed)
 }
@@ -290,23 +256,23 @@ mod tests {
         )
         .unwrap();
         let creds = Credentials::basic("alice", "s:ecret");
-        store_docker_login(Some(dir.path()), "127.0.0.1:5000", &creds).unwrap();
+        store_docker_login(dir.path(), "127.0.0.1:5000", &creds).unwrap();
         assert_eq!(
-            from_docker_config(Some(dir.path()), "127.0.0.1:5000").unwrap(),
+            from_docker_config(dir.path(), "127.0.0.1:5000").unwrap(),
             Some(creds)
         );
         assert_eq!(
-            from_docker_config(Some(dir.path()), "other:1").unwrap(),
+            from_docker_config(dir.path(), "other:1").unwrap(),
             Some(Credentials::basic("x", "y"))
         );
-        assert!(remove_docker_login(Some(dir.path()), "127.0.0.1:5000").unwrap());
+        assert!(remove_docker_login(dir.path(), "127.0.0.1:5000").unwrap());
         assert_eq!(
-            from_docker_config(Some(dir.path()), "127.0.0.1:5000").unwrap(),
+            from_docker_config(dir.path(), "127.0.0.1:5000").unwrap(),
             None
         );
         let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
         assert!(text.contains("psFormat"), "{text}");
-        assert!(!remove_docker_login(Some(dir.path()), "127.0.0.1:5000").unwrap());
+        assert!(!remove_docker_login(dir.path(), "127.0.0.1:5000").unwrap());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::blob::{BlobStream, partial_path, verify_stream};
 use crate::copy::{Destination, Source};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::progress::BlobOutcome;
+use crate::transfer::{BlobSource, PushedBlob};
 
 /// The annotation that names an `index.json` entry.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -353,15 +353,21 @@ impl Destination for OciLayout {
             .await
             .unwrap_or(false))
     }
-    async fn push_blob(
-        &self,
-        stream: BlobStream,
-        digest: &Digest,
-        _size: u64,
-        _mount: Option<&str>,
-    ) -> Result<BlobOutcome> {
-        self.write_blob_stream(digest, stream).await?;
-        Ok(BlobOutcome::Copied)
+    async fn push_blob(&self, source: &dyn BlobSource, _mount: Option<&str>) -> Result<PushedBlob> {
+        let (digest, size) = source
+            .known()
+            .ok_or_else(|| Error::Invalid("a layout stores blobs by a known digest".into()))?;
+        let mut stream = source.open().await?;
+        if !source.verifies() {
+            let what = format!("blob {digest} for {}", self.root.display());
+            stream = verify_stream(stream, digest.clone(), Some(size), what);
+        }
+        self.write_blob_stream(&digest, stream).await?;
+        Ok(PushedBlob {
+            digest,
+            size,
+            mounted: false,
+        })
     }
     async fn put_manifest(&self, reference: &str, manifest: &Manifest) -> Result<()> {
         OciLayout::put_manifest(self, reference, manifest).await

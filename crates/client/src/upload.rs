@@ -38,11 +38,13 @@ struct Outcome {
 }
 
 /// Wraps a source stream: hashes and counts it, checks it against the announced digest and size,
-/// and keeps the source's own error (an HTTP client only sees an opaque body error).
+/// and keeps the source's own error (an HTTP client only sees an opaque body error). A
+/// `trusted` source with a known digest verifies itself: it is only counted, not hashed again.
 fn hashing<S>(
     source: S,
     known: Option<(Digest, u64)>,
     outcome: Arc<Mutex<Outcome>>,
+    trusted: bool,
 ) -> impl Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + 'static
 where
     S: Stream<Item = Result<Bytes>> + Send + 'static,
@@ -51,6 +53,7 @@ where
         .as_ref()
         .map(|(d, _)| d.algorithm())
         .unwrap_or(Algorithm::Sha256);
+    let trusted = trusted && known.is_some();
     let state = (
         Box::pin(source),
         Some(Hasher::new(algorithm)),
@@ -61,7 +64,7 @@ where
     );
     futures::stream::unfold(
         state,
-        |(mut src, mut hasher, mut n, known, outcome, done)| async move {
+        move |(mut src, mut hasher, mut n, known, outcome, done)| async move {
             if done {
                 return None;
             }
@@ -73,15 +76,17 @@ where
             match src.next().await {
                 Some(Ok(chunk)) => {
                     n += chunk.len() as u64;
-                    if let Some(h) = hasher.as_mut() {
+                    if !trusted && let Some(h) = hasher.as_mut() {
                         h.update(&chunk);
                     }
                     // With a known size, verify as soon as the last byte arrives: an HTTP client
                     // that sends a Content-Length stops polling the body once it has that many bytes,
-                    // so an error at the end of the stream would never be seen.
+                    // so an error at the end of the stream would never be seen. (A trusted source
+                    // fails on its own last chunk.)
                     if let Some((expected, size)) = &known
                         && (n > *size
-                            || (n == *size
+                            || (!trusted
+                                && n == *size
                                 && hasher.clone().expect("hasher").finish() != *expected))
                     {
                         let actual = hasher.take().expect("hasher").finish();
@@ -100,7 +105,10 @@ where
                     Some((Err(err), (src, hasher, n, known, outcome, true)))
                 }
                 None => {
-                    let actual = hasher.take().expect("hasher until the end").finish();
+                    let actual = match &known {
+                        Some((expected, _)) if trusted => expected.clone(),
+                        _ => hasher.take().expect("hasher until the end").finish(),
+                    };
                     if let Some((expected, size)) = &known
                         && (*expected != actual || *size != n)
                     {
@@ -197,12 +205,35 @@ impl Client {
     where
         S: Stream<Item = Result<Bytes>> + Send + 'static,
     {
+        let (digest, size, _) = self
+            .upload_blob(repo, source, known, mount_from, false)
+            .await?;
+        Ok((digest, size))
+    }
+
+    /// [`Client::push_blob_stream`], saying whether the registry mounted the blob. A
+    /// `trusted` source verifies itself against `known` and is not hashed again.
+    pub(crate) async fn upload_blob<S>(
+        &self,
+        repo: &str,
+        source: S,
+        known: Option<(Digest, u64)>,
+        mount_from: Option<&str>,
+        trusted: bool,
+    ) -> Result<(Digest, u64, bool)>
+    where
+        S: Stream<Item = Result<Bytes>> + Send + 'static,
+    {
+        let trusted = trusted && known.is_some();
         let mount = match (&known, mount_from) {
             (Some((d, _)), Some(from)) => Some((d, from)),
             _ => None,
         };
         let (location, min_chunk) = match self.start_upload(repo, mount).await? {
-            Started::Mounted => return Ok(known.expect("mounts need a digest")),
+            Started::Mounted => {
+                let (digest, size) = known.expect("mounts need a digest");
+                return Ok((digest, size, true));
+            }
             Started::Session {
                 location,
                 min_chunk,
@@ -210,18 +241,18 @@ impl Client {
         };
         let res = match self.inner.opts.upload_mode {
             UploadMode::Chunked => {
-                self.upload_chunked(repo, location.clone(), min_chunk, source, known)
+                self.upload_chunked(repo, location.clone(), min_chunk, source, known, trusted)
                     .await
             }
             UploadMode::Streaming => {
-                self.upload_streaming(repo, location.clone(), source, known)
+                self.upload_streaming(repo, location.clone(), source, known, trusted)
                     .await
             }
         };
         if res.is_err() {
             self.cancel_upload(repo, &location).await;
         }
-        res
+        res.map(|(digest, size)| (digest, size, false))
     }
 
     async fn upload_streaming<S>(
@@ -230,13 +261,15 @@ impl Client {
         location: String,
         source: S,
         known: Option<(Digest, u64)>,
+        trusted: bool,
     ) -> Result<(Digest, u64)>
     where
         S: Stream<Item = Result<Bytes>> + Send + 'static,
     {
         let what = format!("blob upload to {}/{repo}", self.registry());
         let outcome = Arc::new(Mutex::new(Outcome::default()));
-        let body = reqwest::Body::wrap_stream(hashing(source, known.clone(), outcome.clone()));
+        let body =
+            reqwest::Body::wrap_stream(hashing(source, known.clone(), outcome.clone(), trusted));
         let take_err =
             |outcome: &Arc<Mutex<Outcome>>| outcome.lock().expect("outcome lock").error.take();
         match &known {
@@ -287,6 +320,7 @@ impl Client {
         min_chunk: Option<usize>,
         source: S,
         known: Option<(Digest, u64)>,
+        trusted: bool,
     ) -> Result<(Digest, u64)>
     where
         S: Stream<Item = Result<Bytes>> + Send + 'static,
@@ -323,7 +357,9 @@ impl Client {
                 break;
             }
             let chunk = buf.split_to(take).freeze();
-            hasher.update(&chunk);
+            if !trusted {
+                hasher.update(&chunk);
+            }
             let end = offset + chunk.len() as u64 - 1;
             let req = Req::new(Method::PATCH, location.clone(), Scope::push(repo), &what)
                 .header(CONTENT_TYPE, "application/octet-stream")
@@ -334,7 +370,10 @@ impl Client {
             location = self.resolve_location(&resp)?;
             offset = end + 1;
         }
-        let actual = hasher.finish();
+        let actual = match &known {
+            Some((expected, _)) if trusted => expected.clone(),
+            _ => hasher.finish(),
+        };
         if let Some((expected, size)) = &known
             && (*expected != actual || *size != offset)
         {

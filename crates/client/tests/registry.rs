@@ -352,14 +352,13 @@ async fn credentials_from_docker_config() {
     let reg = DockerRegistry::start_htpasswd("bob", "pw");
     let dir = tempfile::tempdir().unwrap();
     berth_client::credentials::store_docker_login(
-        Some(dir.path()),
+        dir.path(),
         &reg.addr,
         &berth_client::Credentials::basic("bob", "pw"),
     )
     .unwrap();
     let o = berth_client::ClientOptions {
-        docker_config: true,
-        docker_config_dir: Some(dir.path().to_owned()),
+        keychain: berth_client::Keychain::anonymous().with_docker_config(dir.path()),
         ..opts(None)
     };
     let c = Client::new(&reg.addr, o).unwrap();

@@ -12,11 +12,12 @@ use berth_build::layer::TarOptions;
 use berth_build::pipeline::{
     LayerInfo, LayerStream, PipelineError, PipelineOptions, layer_from_dir, layer_from_tar_reader,
 };
-use berth_client::{Client, Digest, Error};
+use berth_client::transfer::{BlobSource, RegistryBlob, ResendPolicy, lives_elsewhere};
+use berth_client::{BlobStream, Client, Digest, Error};
 use berth_oci::manifest::Descriptor;
-use berth_oci::media_type as mt;
 use bytes::Bytes;
 use futures::Stream;
+use futures::future::BoxFuture;
 
 /// Where a new layer's bytes come from.
 pub enum LayerSource {
@@ -85,9 +86,41 @@ pub enum LayerPushError {
     Registry(Error),
 }
 
-/// Pushes a new layer to `repo`, in chunks of the client's chunk size. A transient registry
-/// failure restarts the pipeline from the source (at most `attempts` times): the layer is
-/// deterministic, so the second stream is byte-for-byte the first.
+/// A layer being built, as a [`BlobSource`]: each open starts the pipeline again (the layer
+/// is deterministic, so every stream is byte-for-byte the first) and keeps its outcome.
+struct LayerBlob<'a> {
+    source: &'a LayerSource,
+    pipeline: PipelineOptions,
+    /// The outcome of the latest attempt's pipeline, or why it could not start.
+    slot: Arc<Mutex<Option<Result<LayerInfo, String>>>>,
+}
+
+impl BlobSource for LayerBlob<'_> {
+    fn known(&self) -> Option<(Digest, u64)> {
+        None
+    }
+    fn reopenable(&self) -> bool {
+        self.source.can_retry()
+    }
+    fn open(&self) -> BoxFuture<'static, berth_client::Result<BlobStream>> {
+        *self.slot.lock().expect("layer outcome lock") = None;
+        let started = self.source.start(self.pipeline);
+        let slot = self.slot.clone();
+        Box::pin(async move {
+            match started {
+                Ok(stream) => Ok(Box::pin(chunks_then_outcome(stream, slot)) as BlobStream),
+                Err(e) => {
+                    *slot.lock().expect("layer outcome lock") = Some(Err(e));
+                    Err(Error::Invalid("the layer could not be built".into()))
+                }
+            }
+        })
+    }
+}
+
+/// Pushes a new layer to `repo`, in chunks of the client's chunk size. A failure worth it
+/// restarts the pipeline from the source (at most `attempts` sends; see
+/// [`berth_client::transfer`]).
 pub async fn push_layer(
     client: &Client,
     repo: &str,
@@ -95,54 +128,39 @@ pub async fn push_layer(
     pipeline: PipelineOptions,
     attempts: u32,
 ) -> Result<LayerInfo, LayerPushError> {
-    let attempts = if source.can_retry() {
-        attempts.max(1)
-    } else {
-        1
+    let blob = LayerBlob {
+        source,
+        pipeline,
+        slot: Arc::new(Mutex::new(None)),
     };
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let stream = source.start(pipeline).map_err(LayerPushError::Build)?;
-        let slot = Arc::new(Mutex::new(None));
-        let body = chunks_then_outcome(stream, slot.clone());
-        let pushed = client.push_blob_stream(repo, body, None, None).await;
-        let outcome = slot.lock().expect("layer outcome lock").take();
-        if let Some(Err(e)) = outcome {
-            return Err(LayerPushError::Build(e.to_string()));
-        }
-        match pushed {
-            Ok((digest, size)) => {
-                let Some(Ok(info)) = outcome else {
-                    return Err(LayerPushError::Build(
-                        "the layer pipeline ended without a result".into(),
-                    ));
-                };
-                if info.descriptor.digest != digest || info.descriptor.size != size {
-                    return Err(LayerPushError::Build(format!(
-                        "the uploaded blob ({digest}, {size} bytes) differs from the layer built ({}, {} bytes)",
-                        info.descriptor.digest, info.descriptor.size
-                    )));
-                }
-                return Ok(info);
-            }
-            Err(e) if attempt < attempts && session_lost(&e) => {
-                tracing::warn!(attempt, error = %e, "layer upload failed; streaming the layer again");
-                eprintln!(
-                    "layer upload failed ({e}); streaming the layer again (attempt {})",
-                    attempt + 1
-                );
-            }
-            Err(e) => return Err(LayerPushError::Registry(e)),
-        }
+    let policy = ResendPolicy {
+        attempts,
+        ..ResendPolicy::default()
+    };
+    let restarted = |e: &Error, attempt: u32| {
+        tracing::warn!(attempt, error = %e, "layer upload failed; streaming the layer again");
+        eprintln!("layer upload failed ({e}); streaming the layer again (attempt {attempt})");
+    };
+    let pushed = client
+        .push_blob(repo, &blob, None, policy, &restarted)
+        .await;
+    let outcome = blob.slot.lock().expect("layer outcome lock").take();
+    if let Some(Err(e)) = outcome {
+        return Err(LayerPushError::Build(e));
     }
-}
-
-/// Whether a failed upload is worth starting over: the connection dropped or the registry
-/// failed (5xx, 429), the session vanished (404: restarted or expired), or the registry and
-/// the client no longer agree on the offset (416, after a chunk broke off midway).
-fn session_lost(e: &Error) -> bool {
-    e.is_transient() || e.is_not_found() || matches!(e, Error::Registry { status: 416, .. })
+    let pushed = pushed.map_err(LayerPushError::Registry)?;
+    let Some(Ok(info)) = outcome else {
+        return Err(LayerPushError::Build(
+            "the layer pipeline ended without a result".into(),
+        ));
+    };
+    if info.descriptor.digest != pushed.digest || info.descriptor.size != pushed.size {
+        return Err(LayerPushError::Build(format!(
+            "the uploaded blob ({}, {} bytes) differs from the layer built ({}, {} bytes)",
+            pushed.digest, pushed.size, info.descriptor.digest, info.descriptor.size
+        )));
+    }
+    Ok(info)
 }
 
 /// The layer's chunks as an upload body. After the last chunk the pipeline's outcome is
@@ -150,7 +168,7 @@ fn session_lost(e: &Error) -> bool {
 /// build failed (a truncated archive, a file that vanished).
 fn chunks_then_outcome(
     stream: LayerStream,
-    slot: Arc<Mutex<Option<Result<LayerInfo, PipelineError>>>>,
+    slot: Arc<Mutex<Option<Result<LayerInfo, String>>>>,
 ) -> impl Stream<Item = berth_client::Result<Bytes>> + Send + 'static {
     let (rx, result) = stream.into_parts();
     futures::stream::unfold(
@@ -160,7 +178,7 @@ fn chunks_then_outcome(
                 return Some((Ok(chunk), (rx, result, slot)));
             }
             let result = result?;
-            let outcome = result.await;
+            let outcome = result.await.map_err(|e: PipelineError| e.to_string());
             let failed = outcome.is_err();
             *slot.lock().expect("layer outcome lock") = Some(outcome);
             if failed {
@@ -203,7 +221,7 @@ pub async fn ensure_blobs(
     counts: &mut BlobCounts,
 ) -> berth_client::Result<()> {
     for d in blobs {
-        if !d.urls.is_empty() || mt::is_foreign_layer(&d.media_type) {
+        if lives_elsewhere(d) {
             counts.foreign += 1;
             continue;
         }
@@ -215,26 +233,22 @@ pub async fn ensure_blobs(
             counts.present += 1;
             continue;
         }
-        if same_registry && dst.mount_blob(dst_repo, &d.digest, src_repo).await? {
+        let blob = RegistryBlob::new(src.clone(), src_repo, d.digest.clone(), d.size);
+        let mount_from = same_registry.then_some(src_repo);
+        let pushed = dst
+            .push_blob(
+                dst_repo,
+                &blob,
+                mount_from,
+                ResendPolicy::default(),
+                &|_, _| {},
+            )
+            .await?;
+        if pushed.mounted {
             counts.mounted += 1;
-            continue;
+        } else {
+            counts.copied += 1;
         }
-        copy_blob(src, src_repo, dst, dst_repo, &d.digest, d.size).await?;
-        counts.copied += 1;
     }
-    Ok(())
-}
-
-async fn copy_blob(
-    src: &Client,
-    src_repo: &str,
-    dst: &Client,
-    dst_repo: &str,
-    digest: &Digest,
-    size: u64,
-) -> berth_client::Result<()> {
-    let stream = src.blob_stream(src_repo, digest, Some(size)).await?;
-    dst.push_blob_stream(dst_repo, stream, Some((digest.clone(), size)), None)
-        .await?;
     Ok(())
 }

@@ -1,10 +1,10 @@
 //! `berth login` and `berth logout`: credentials in Docker's config.json.
 
-use berth_client::{Client, ClientOptions};
+use berth_client::{Client, ClientOptions, Keychain};
 use serde_json::json;
 
 use crate::args::{LoginArgs, LogoutArgs};
-use crate::connect::credentials;
+use crate::connect::{credentials, docker_config_dir};
 use crate::exit::Failure;
 use crate::output::print_json;
 use crate::parse::parse_host;
@@ -19,9 +19,7 @@ pub async fn login(a: LoginArgs) -> Result<(), Failure> {
     })?;
     // Only the credentials being checked: none saved earlier or set in the environment.
     let opts = ClientOptions {
-        credentials: Some(creds.clone()),
-        env_credentials: false,
-        docker_config: false,
+        keychain: Keychain::from(creds.clone()),
         insecure_registries: if common.insecure {
             vec![host.clone()]
         } else {
@@ -36,7 +34,12 @@ pub async fn login(a: LoginArgs) -> Result<(), Failure> {
     c.check_login()
         .await
         .map_err(|e| Failure::client(&format!("login to {host}"), e))?;
-    let saved = berth_client::credentials::store_docker_login(None, &host, &creds)?;
+    let dir = docker_config_dir().ok_or_else(|| {
+        berth_client::Error::Credentials(
+            "no Docker config directory: set DOCKER_CONFIG or HOME".into(),
+        )
+    })?;
+    let saved = berth_client::credentials::store_docker_login(&dir, &host, &creds)?;
     if common.json {
         print_json(&json!({"registry": host, "savedTo": saved}));
     } else {
@@ -48,7 +51,10 @@ pub async fn login(a: LoginArgs) -> Result<(), Failure> {
 /// Removes the saved credentials for a registry.
 pub async fn logout(a: LogoutArgs) -> Result<(), Failure> {
     let host = parse_host(&a.host)?;
-    let removed = berth_client::credentials::remove_docker_login(None, &host)?;
+    let removed = match docker_config_dir() {
+        Some(dir) => berth_client::credentials::remove_docker_login(&dir, &host)?,
+        None => false,
+    };
     if a.common.json {
         print_json(&json!({"registry": host, "removed": removed}));
     } else if removed {

@@ -20,7 +20,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use berth_client::{Client, ClientOptions, Credentials, Digest, Manifest};
+use berth_client::{Client, ClientOptions, Credentials, Digest, Keychain, Manifest};
 use bytes::Bytes;
 use futures::StreamExt as _;
 
@@ -552,9 +552,9 @@ async fn storage_handler(State(st): State<Arc<ProxyState>>, req: Request) -> Res
 /// Client options for tests: no Docker config, no environment credentials, quick retries.
 pub fn opts(creds: Option<(&str, &str)>) -> ClientOptions {
     ClientOptions {
-        credentials: creds.map(|(u, p)| Credentials::basic(u, p)),
-        env_credentials: false,
-        docker_config: false,
+        keychain: creds
+            .map(|(u, p)| Keychain::from(Credentials::basic(u, p)))
+            .unwrap_or_default(),
         retry: berth_client::RetryPolicy {
             max_attempts: 4,
             base_delay: Duration::from_millis(10),
