@@ -6,8 +6,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use berth_oci::{Digest, ErrorCode, media_type};
-use berth_registry::RegistryError;
-use berth_storage::ByteStream;
+use berth_registry::{ByteStream, RegistryError};
 use futures::TryStreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
@@ -16,7 +15,7 @@ use crate::AppState;
 use crate::auth::MountAuthorization;
 use crate::error::ApiError;
 use crate::headers;
-use crate::route::{self, Endpoint};
+use crate::route::Route;
 
 type Params = Query<HashMap<String, String>>;
 type ApiResult = Result<Response, ApiError>;
@@ -68,21 +67,23 @@ fn empty(status: StatusCode) -> Response {
     res
 }
 
-/// The catch-all `/v2/...` route.
+/// The catch-all `/v2/...` route: serves the [`Route`] that [`crate::route::parse_route`] parsed
+/// (the one the guard authorized).
+#[allow(clippy::too_many_arguments)]
 pub async fn dispatch(
     State(st): State<AppState>,
     method: Method,
     uri: http::Uri,
     Query(params): Params,
     headers: HeaderMap,
+    route: Option<axum::Extension<Route>>,
     mount_auth: Option<axum::Extension<MountAuthorization>>,
     body: Body,
 ) -> Response {
-    // The raw path, split before decoding: axum's `Path` would decode `%2F` into a separator.
-    let rest = uri.path().strip_prefix("/v2/").unwrap_or_default();
     // Refusals made before a handler reads the body discard it first (see `discard_body`).
-    let Some((name, ep)) = route::parse_raw(rest) else {
+    let Some(axum::Extension(route)) = route.filter(|r| r.0 != Route::Base) else {
         crate::auth::discard_body(body).await;
+        let rest = uri.path().strip_prefix("/v2/").unwrap_or_default();
         return ApiError::new(
             ErrorCode::Unsupported,
             format!("unknown API path /v2/{rest}"),
@@ -90,30 +91,36 @@ pub async fn dispatch(
         .with_status(StatusCode::NOT_FOUND)
         .into_response();
     };
-    if ep != Endpoint::Catalog
-        && let Err(e) = berth_registry::check_name(&name)
+    if let Some(name) = route.name()
+        && let Err(e) = berth_registry::check_name(name)
     {
         crate::auth::discard_body(body).await;
         return ApiError::from(e).into_response();
     }
-    let res = match (ep, &method) {
-        (Endpoint::Catalog, &Method::GET) => catalog(&st, &params).await,
-        (Endpoint::Tags, &Method::GET) => tags(&st, &name, &params).await,
-        (Endpoint::Manifest(r), m) if m == Method::GET || m == Method::HEAD => {
-            get_manifest(&st, &name, &r, &headers, m == Method::HEAD).await
+    if !crate::route::serves(&route, &method) {
+        crate::auth::discard_body(body).await;
+        return method_not_allowed(&method).into_response();
+    }
+    let res = match (route, &method) {
+        (Route::Catalog, &Method::GET) => catalog(&st, &params).await,
+        (Route::TagsList { name }, &Method::GET) => tags(&st, &name, &params).await,
+        (Route::Manifest { name, reference }, m) if m == Method::GET || m == Method::HEAD => {
+            get_manifest(&st, &name, &reference, &headers, m == Method::HEAD).await
         }
-        (Endpoint::Manifest(r), &Method::PUT) => put_manifest(&st, &name, &r, &headers, body).await,
-        (Endpoint::Manifest(r), &Method::DELETE) => st
+        (Route::Manifest { name, reference }, &Method::PUT) => {
+            put_manifest(&st, &name, &reference, &headers, body).await
+        }
+        (Route::Manifest { name, reference }, &Method::DELETE) => st
             .registry
-            .delete_manifest(&name, &r)
+            .delete_manifest(&name, &reference)
             .await
             .map(|_| empty(StatusCode::ACCEPTED))
             .map_err(Into::into),
-        (Endpoint::Blob(d), m) if m == Method::GET || m == Method::HEAD => {
-            get_blob(&st, &name, &d, &headers, m == Method::HEAD).await
+        (Route::Blob { name, digest }, m) if m == Method::GET || m == Method::HEAD => {
+            get_blob(&st, &name, &digest, &headers, m == Method::HEAD).await
         }
-        (Endpoint::Blob(d), &Method::DELETE) => delete_blob(&st, &name, &d).await,
-        (Endpoint::Uploads, &Method::POST) => {
+        (Route::Blob { name, digest }, &Method::DELETE) => delete_blob(&st, &name, &digest).await,
+        (Route::UploadStart { name }, &Method::POST) => {
             // With access control on, mount only from the source the guard authorized.
             let mount = match mount_auth.map(|axum::Extension(m)| m) {
                 Some(MountAuthorization::NotAllowed) => MountFrom::NotAllowed,
@@ -123,24 +130,26 @@ pub async fn dispatch(
             };
             start_upload(&st, &name, &params, &headers, mount, body).await
         }
-        (Endpoint::Upload(id), &Method::GET) => upload_status(&st, &name, &id, &headers).await,
-        (Endpoint::Upload(id), &Method::PATCH) => {
+        (Route::UploadSession { name, id }, &Method::GET) => {
+            upload_status(&st, &name, &id, &headers).await
+        }
+        (Route::UploadSession { name, id }, &Method::PATCH) => {
             patch_upload(&st, &name, &id, &headers, body).await
         }
-        (Endpoint::Upload(id), &Method::PUT) => {
+        (Route::UploadSession { name, id }, &Method::PUT) => {
             finish_upload(&st, &name, &id, &params, &headers, body).await
         }
-        (Endpoint::Upload(id), &Method::DELETE) => st
+        (Route::UploadSession { name, id }, &Method::DELETE) => st
             .registry
             .cancel_upload(&name, &id)
             .await
             .map(|_| empty(StatusCode::NO_CONTENT))
             .map_err(Into::into),
-        (Endpoint::Referrers(d), &Method::GET) => referrers(&st, &name, &d, &params).await,
-        (_, m) => {
-            crate::auth::discard_body(body).await;
-            Err(method_not_allowed(m))
+        (Route::Referrers { name, digest }, &Method::GET) => {
+            referrers(&st, &name, &digest, &params).await
         }
+        // Not reached: `serves` refused the method above.
+        (_, m) => Err(method_not_allowed(m)),
     };
     res.unwrap_or_else(IntoResponse::into_response)
 }
@@ -505,22 +514,15 @@ async fn finish_upload(
         )
     })?;
     let (start, len) = chunk_bounds(h)?;
-    if let Some(s) = start {
-        let cur = st.registry.upload_status(name, id).await?;
-        if s != cur.offset {
-            return Err(RegistryError::RangeInvalid {
-                given: s,
-                expected: cur.offset,
-            }
-            .into());
-        }
-    }
     let chunk = if len == Some(0) {
         None
     } else {
         Some((body_stream(body), len))
     };
-    let info = st.registry.finish_upload(name, id, digest, chunk).await?;
+    let info = st
+        .registry
+        .finish_upload_at(name, id, digest, start, chunk)
+        .await?;
     Ok(blob_created(st, h, name, &info.digest))
 }
 
