@@ -1,26 +1,49 @@
 //! The [`AuthError`] every authenticator answers with. The `WWW-Authenticate` challenge it
 //! carries is [`berth_oci::token::Challenge`], re-exported here.
+//!
+//! This crate decides *whether* a request may go on and why not ([`Denial`]); the server picks
+//! the HTTP status that answers each reason.
 
 use berth_oci::{ErrorBody, ErrorCode, ErrorInfo};
-use http::StatusCode;
 
 pub use berth_oci::token::{BearerError, Challenge};
 
 use crate::scope::Scope;
 
-/// Why a request was refused: everything the server needs to answer it.
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Denial {
+    /// The caller must (re)authenticate: credentials are absent, malformed or wrong, or (for
+    /// tokens, as Distribution does by default) a valid token lacks the scope and the client
+    /// may fetch a new one for the scope the challenge names. Spec code `UNAUTHORIZED`.
+    Unauthenticated,
+    /// The caller is known and may not do this. Spec code `DENIED`.
+    Denied,
+}
+
+impl Denial {
+    /// The spec error code of this reason.
+    pub fn code(self) -> ErrorCode {
+        match self {
+            Denial::Unauthenticated => ErrorCode::Unauthorized,
+            Denial::Denied => ErrorCode::Denied,
+        }
+    }
+}
+
+/// Why a request was refused: the reason, a message, the challenge to send and the scopes that
+/// were needed.
 ///
-/// Answer with [`AuthError::status`], the JSON of [`AuthError::body`] (content type
-/// `application/json`), and, when [`AuthError::www_authenticate`] is `Some`, a
-/// `WWW-Authenticate` header with exactly that value.
+/// A server answers with a status for [`AuthError::reason`], the JSON of [`AuthError::body`],
+/// and, when [`AuthError::www_authenticate`] is `Some`, a `WWW-Authenticate` header with
+/// exactly that value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 #[non_exhaustive]
 pub struct AuthError {
-    /// 401 or 403.
-    pub status: StatusCode,
-    /// `UNAUTHORIZED` (401) or `DENIED` (403).
-    pub code: ErrorCode,
+    /// Why.
+    pub reason: Denial,
     /// A sentence for the client (never contains a password or token).
     pub message: String,
     /// The `WWW-Authenticate` header value to send, if any.
@@ -30,39 +53,42 @@ pub struct AuthError {
 }
 
 impl AuthError {
-    /// A 401 `UNAUTHORIZED` carrying `challenge`.
+    /// A [`Denial::Unauthenticated`] refusal carrying `challenge`.
     pub fn unauthorized(
         message: impl Into<String>,
         challenge: &Challenge,
         needed: &[Scope],
     ) -> Self {
         AuthError {
-            status: StatusCode::UNAUTHORIZED,
-            code: ErrorCode::Unauthorized,
+            reason: Denial::Unauthenticated,
             message: message.into(),
             www_authenticate: Some(challenge.to_string()),
             needed: needed.to_vec(),
         }
     }
 
-    /// A 403 `DENIED`, optionally with a challenge.
+    /// A [`Denial::Denied`] refusal, optionally with a challenge.
     pub fn denied(
         message: impl Into<String>,
         challenge: Option<&Challenge>,
         needed: &[Scope],
     ) -> Self {
         AuthError {
-            status: StatusCode::FORBIDDEN,
-            code: ErrorCode::Denied,
+            reason: Denial::Denied,
             message: message.into(),
             www_authenticate: challenge.map(ToString::to_string),
             needed: needed.to_vec(),
         }
     }
 
-    /// The registry error body: `{"errors":[{"code":"UNAUTHORIZED","message":...,"detail":[...]}]}`
-    /// where `detail` lists the needed access as `{"Type","Name","Action"}` objects.
-    pub fn body(&self) -> ErrorBody {
+    /// The spec error code: `UNAUTHORIZED` or `DENIED`.
+    pub fn code(&self) -> ErrorCode {
+        self.reason.code()
+    }
+
+    /// The needed access as `[{"Type","Name","Action"}, ...]`, one entry per action (`None`
+    /// when nothing was needed).
+    pub fn detail(&self) -> Option<serde_json::Value> {
         let detail: Vec<serde_json::Value> = self
             .needed
             .iter()
@@ -72,11 +98,17 @@ impl AuthError {
                 })
             })
             .collect();
+        (!detail.is_empty()).then_some(serde_json::Value::Array(detail))
+    }
+
+    /// The registry error body: `{"errors":[{"code":"UNAUTHORIZED","message":...,"detail":[...]}]}`
+    /// where `detail` is [`AuthError::detail`].
+    pub fn body(&self) -> ErrorBody {
         ErrorBody {
             errors: vec![ErrorInfo {
-                code: self.code.as_str().to_owned(),
+                code: self.code().as_str().to_owned(),
                 message: self.message.clone(),
-                detail: (!detail.is_empty()).then_some(serde_json::Value::Array(detail)),
+                detail: self.detail(),
             }],
         }
     }
@@ -95,14 +127,14 @@ mod tests {
             &Challenge::Basic { realm: "x".into() },
             &needed,
         );
-        assert_eq!(e.status, 401);
+        assert_eq!(e.reason, Denial::Unauthenticated);
         assert_eq!(e.www_authenticate.as_deref(), Some(r#"Basic realm="x""#));
         let j = serde_json::to_value(e.body()).unwrap();
         assert_eq!(j["errors"][0]["code"], "UNAUTHORIZED");
         assert_eq!(j["errors"][0]["detail"][1]["Action"], "push");
         let d = AuthError::denied("no", None, &[]);
-        assert_eq!(d.status, 403);
-        assert_eq!(d.code.as_str(), "DENIED");
+        assert_eq!(d.reason, Denial::Denied);
+        assert_eq!(d.code().as_str(), "DENIED");
         assert!(
             serde_json::to_value(d.body()).unwrap()["errors"][0]
                 .get("detail")

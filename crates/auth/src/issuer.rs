@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
 use rand::RngCore as _;
@@ -273,34 +273,24 @@ fn generate_signing_key(path: &Path) -> Result<(), IssuerConfigError> {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum IssueError {
-    /// Wrong user name or password, or malformed credentials: 401 with a Basic challenge.
+    /// Wrong user name or password, or malformed credentials: [`crate::Denial::Unauthenticated`]
+    /// with a Basic challenge.
     #[error("{0}")]
     Unauthorized(AuthError),
-    /// A malformed request (wrong service, missing parameter): 400 `invalid_request`.
+    /// A malformed request (wrong service, missing parameter): `invalid_request`.
     #[error("invalid token request: {0}")]
     InvalidRequest(String),
-    /// `grant_type` other than `password`: 400 `unsupported_grant_type`.
+    /// `grant_type` other than `password`: `unsupported_grant_type`.
     #[error(
         "unsupported grant_type {0:?}: use grant_type=password (refresh tokens are not issued)"
     )]
     UnsupportedGrantType(String),
-    /// Signing failed: 500.
+    /// Signing failed: a server error.
     #[error("cannot sign token: {0}")]
     Signing(String),
 }
 
 impl IssueError {
-    /// The HTTP status to answer with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            IssueError::Unauthorized(e) => e.status,
-            IssueError::InvalidRequest(_) | IssueError::UnsupportedGrantType(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            IssueError::Signing(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
     /// The `WWW-Authenticate` value to send, if any.
     pub fn www_authenticate(&self) -> Option<&str> {
         match self {

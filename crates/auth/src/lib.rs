@@ -5,9 +5,12 @@
 //! The server asks one question per request: *may the client behind these headers do these
 //! [`Scope`]s?* It computes the scopes from the route (see [`routes`]) and calls
 //! [`Authenticator::authorize`] on an `Arc<dyn Authenticator>`; the answer is a [`Principal`] or
-//! an [`AuthError`] that carries everything the response needs: status (401/403), the spec error
-//! code (`UNAUTHORIZED`/`DENIED`), a message, the JSON body and the exact `WWW-Authenticate`
-//! value. The crate knows nothing of axum; it reads an `http::HeaderMap` and nothing else.
+//! an [`AuthError`] that carries everything the response needs: the reason ([`Denial`]: the
+//! caller must authenticate, or is denied), the spec error code (`UNAUTHORIZED`/`DENIED`), a
+//! message, the JSON body and the exact `WWW-Authenticate` value. The server picks the HTTP
+//! status of each reason. The crate knows nothing of axum; it reads an `http::HeaderMap` and
+//! nothing else, and it does not parse paths: the server hands it a parsed
+//! [`berth_oci::Route`] ([`routes`]).
 //!
 //! Authorization is split in two steps so that partial grants can be inspected:
 //! [`Authenticator::authenticate`] establishes *who* (and, for tokens, what the token grants),
@@ -51,7 +54,7 @@ use http::HeaderMap;
 
 pub use access_list::{AccessList, AccessRule};
 pub use basic::{HtpasswdAuthenticator, HtpasswdConfig, NoAuth};
-pub use challenge::{AuthError, BearerError, Challenge};
+pub use challenge::{AuthError, BearerError, Challenge, Denial};
 pub use credentials::{CredentialError, MAX_AUTHORIZATION_LEN, Presented, Secret};
 pub use htpasswd::{Htpasswd, HtpasswdError, PasswordCheck, PasswordChecker};
 pub use issuer::{
@@ -131,7 +134,7 @@ pub enum MountDecision {
 /// Decides requests. Object-safe: hold it as `Arc<dyn Authenticator>`.
 #[async_trait]
 pub trait Authenticator: Send + Sync {
-    /// Establishes who the caller is and what they may do. Fails (401) when credentials are
+    /// Establishes who the caller is and what they may do. Fails ([`Denial::Unauthenticated`]) when credentials are
     /// absent but required, or invalid; the challenge names `needed`. Does not check `needed`.
     async fn authenticate(
         &self,

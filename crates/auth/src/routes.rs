@@ -1,5 +1,6 @@
-//! The scopes each `/v2/` route needs, as Distribution defines them. The server may use
-//! [`required_access`] directly or mirror its table in its own router:
+//! The scopes each `/v2/` route needs, as Distribution defines them. The route itself is parsed
+//! once, by [`berth_oci::Route::parse`], and the server serves exactly the route it authorized;
+//! this module only maps a parsed route and a method to what the caller must be granted:
 //!
 //! | route | needs |
 //! | --- | --- |
@@ -12,6 +13,7 @@
 //! | `GET`/`PATCH`/`PUT`/`DELETE` `/v2/N/blobs/uploads/U` | `repository:N:pull,push` |
 //! | `DELETE /v2/N/manifests/R`, `DELETE /v2/N/blobs/D` | `repository:N:delete` |
 
+use berth_oci::Route;
 use http::Method;
 
 use crate::scope::{Action, Scope, ScopeError};
@@ -29,7 +31,7 @@ pub enum RouteAccess {
         /// The repository named by `from`.
         source: String,
     },
-    /// Not a registry API route (the server decides, e.g. `/token` or health checks).
+    /// Nothing the registry serves with this method (the server answers it, e.g. with 405).
     NotRegistry,
 }
 
@@ -46,84 +48,76 @@ fn repo(name: &str, actions: &[Action]) -> Result<RouteAccess, ScopeError> {
     Ok(RouteAccess::Scopes(vec![Scope::repository(name, actions)]))
 }
 
-/// The access `method` on `path` (with the raw `query`, if any) needs.
+/// The `mount` and `from` of an upload's raw `query`, when both are there and `from` is a valid
+/// repository name.
+fn mount_source(query: Option<&str>) -> Option<String> {
+    let pairs: Vec<(String, String)> = query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .filter_map(|(k, v)| {
+            Some((
+                crate::issuer::form_decode(k)?,
+                crate::issuer::form_decode(v)?,
+            ))
+        })
+        .collect();
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    get("mount")?;
+    get("from").filter(|from| berth_oci::validate_repository(from).is_ok())
+}
+
+/// The access `method` on `route` (with the request's raw `query`, if any) needs. An invalid
+/// repository name is an error: nothing is granted on it.
 pub fn required_access(
     method: &Method,
-    path: &str,
+    route: &Route,
     query: Option<&str>,
 ) -> Result<RouteAccess, ScopeError> {
     use Action::*;
-    let Some(rest) = path.strip_prefix("/v2/") else {
-        return Ok(if path == "/v2" {
-            RouteAccess::Scopes(vec![])
-        } else {
-            RouteAccess::NotRegistry
-        });
-    };
-    if rest.is_empty() {
-        return Ok(RouteAccess::Scopes(vec![]));
-    }
-    if rest == "_catalog" {
-        return Ok(RouteAccess::Scopes(vec![Scope::catalog()]));
-    }
     let read = *method == Method::GET || *method == Method::HEAD;
-    let segs: Vec<&str> = rest.split('/').collect();
-    let n = segs.len();
-    let name_upto = |k: usize| segs[..n - k].join("/");
-    // Uploads: N/blobs/uploads/ (trailing slash gives an empty last segment) or N/blobs/uploads/U.
-    if n >= 3 && segs[n - 3] == "blobs" && segs[n - 2] == "uploads" {
-        let name = name_upto(3);
-        if segs[n - 1].is_empty() && *method == Method::POST {
-            let pairs: Vec<(String, String)> = query
-                .unwrap_or("")
-                .split('&')
-                .filter_map(|p| p.split_once('='))
-                .filter_map(|(k, v)| {
-                    Some((
-                        crate::issuer::form_decode(k)?,
-                        crate::issuer::form_decode(v)?,
-                    ))
-                })
-                .collect();
-            let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-            if let (Some(_), Some(from)) = (get("mount"), get("from")) {
-                berth_oci::validate_repository(&name)?;
-                if berth_oci::validate_repository(&from).is_ok() {
-                    return Ok(RouteAccess::Mount {
-                        target: name,
-                        source: from,
-                    });
-                }
+    match route {
+        Route::Base => Ok(RouteAccess::Scopes(vec![])),
+        Route::Catalog => Ok(RouteAccess::Scopes(vec![Scope::catalog()])),
+        Route::UploadStart { name } => {
+            if *method == Method::POST
+                && let Some(source) = mount_source(query)
+            {
+                berth_oci::validate_repository(name)?;
+                return Ok(RouteAccess::Mount {
+                    target: name.clone(),
+                    source,
+                });
             }
+            repo(name, &[Pull, Push])
         }
-        return repo(&name, &[Pull, Push]);
-    }
-    if n >= 2 && segs[n - 2] == "blobs" && segs[n - 1] == "uploads" {
-        return repo(&name_upto(2), &[Pull, Push]);
-    }
-    if n >= 2 {
-        let name = name_upto(2);
-        match (segs[n - 2], segs[n - 1]) {
-            ("tags", "list") if read => return repo(&name, &[Pull]),
-            ("manifests", _) | ("blobs", _) | ("referrers", _) if read => {
-                return repo(&name, &[Pull]);
-            }
-            ("manifests", _) if *method == Method::PUT => return repo(&name, &[Pull, Push]),
-            ("manifests", _) | ("blobs", _) if *method == Method::DELETE => {
-                return repo(&name, &[Delete]);
-            }
-            _ => {}
+        Route::UploadSession { name, .. } => repo(name, &[Pull, Push]),
+        Route::TagsList { name }
+        | Route::Manifest { name, .. }
+        | Route::Blob { name, .. }
+        | Route::Referrers { name, .. }
+            if read =>
+        {
+            repo(name, &[Pull])
         }
+        Route::Manifest { name, .. } if *method == Method::PUT => repo(name, &[Pull, Push]),
+        Route::Manifest { name, .. } | Route::Blob { name, .. } if *method == Method::DELETE => {
+            repo(name, &[Delete])
+        }
+        _ => Ok(RouteAccess::NotRegistry),
     }
-    Ok(RouteAccess::NotRegistry)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn access(m: &Method, p: &str, q: Option<&str>) -> Result<RouteAccess, ScopeError> {
+        required_access(m, &Route::parse(p).expect("a route"), q)
+    }
+
     fn scopes(m: Method, p: &str, q: Option<&str>) -> String {
-        match required_access(&m, p, q).unwrap() {
+        match access(&m, p, q).unwrap() {
             RouteAccess::Scopes(s) => crate::scope::join_scopes(&s),
             other => format!("{other:?}"),
         }
@@ -181,21 +175,18 @@ mod tests {
             scopes(Method::GET, "/v2/x/blobs/blobs/sha256:00", None),
             "repository:x/blobs:pull"
         );
+        assert_eq!(Route::parse("/token"), None);
         assert_eq!(
-            required_access(&Method::GET, "/token", None).unwrap(),
+            access(&Method::POST, "/v2/a/manifests/x", None).unwrap(),
             RouteAccess::NotRegistry
         );
-        assert_eq!(
-            required_access(&Method::POST, "/v2/a/manifests/x", None).unwrap(),
-            RouteAccess::NotRegistry
-        );
-        assert!(required_access(&Method::GET, "/v2/A/manifests/x", None).is_err());
+        assert!(access(&Method::GET, "/v2/A/manifests/x", None).is_err());
     }
 
     #[test]
     fn mount_route() {
         assert_eq!(
-            required_access(
+            access(
                 &Method::POST,
                 "/v2/t/blobs/uploads/",
                 Some("mount=sha256%3A00&from=lib%2Fsrc")

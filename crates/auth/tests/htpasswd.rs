@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use berth_auth::{
-    Action, Authenticator, Htpasswd, HtpasswdAuthenticator, HtpasswdConfig, HtpasswdError, NoAuth,
-    Principal, Scope,
+    Action, Authenticator, Denial, Htpasswd, HtpasswdAuthenticator, HtpasswdConfig, HtpasswdError,
+    NoAuth, Principal, Scope,
 };
 use common::*;
 
@@ -104,8 +104,8 @@ async fn bcrypt_file_from_htpasswd_cli() {
         ),
     ] {
         let e = auth.authorize(&h, &needed(), REMOTE).await.unwrap_err();
-        assert_eq!(e.status, 401, "{what}");
-        assert_eq!(e.code.as_str(), "UNAUTHORIZED", "{what}");
+        assert_eq!(e.reason, Denial::Unauthenticated, "{what}");
+        assert_eq!(e.code().as_str(), "UNAUTHORIZED", "{what}");
         assert_eq!(e.www_authenticate.as_deref(), challenge, "{what}");
         assert!(!e.message.contains("s3cret"), "{what}");
     }

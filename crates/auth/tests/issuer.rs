@@ -8,8 +8,8 @@ use std::path::Path;
 
 use berth_auth::issuer::{parse_get_request, parse_post_request};
 use berth_auth::{
-    Action, Authenticator, IssueError, Issuer, IssuerConfig, MountDecision, Principal, Scope,
-    TokenAuthenticator, TrustedKeys,
+    Action, Authenticator, Denial, IssueError, Issuer, IssuerConfig, MountDecision, Principal,
+    Scope, TokenAuthenticator, TrustedKeys,
 };
 use common::*;
 
@@ -56,6 +56,11 @@ fn setup() -> (tempfile::TempDir, Issuer) {
     )
     .unwrap();
     (dir, issuer)
+}
+
+/// A refusal that asks the client to authenticate (the server answers it with 401).
+fn unauthenticated(e: &IssueError) -> bool {
+    matches!(e, IssueError::Unauthorized(a) if a.reason == Denial::Unauthenticated)
 }
 
 fn s(x: &str) -> Scope {
@@ -269,7 +274,7 @@ async fn anonymous_and_bad_credentials() {
             .issue(Some((u, p)), Some("berth"), &req, REMOTE)
             .await
             .unwrap_err();
-        assert_eq!(e.status(), 401, "{u}");
+        assert!(unauthenticated(&e), "{u}");
         assert_eq!(e.www_authenticate(), Some(r#"Basic realm="berth""#));
         assert_eq!(e.body()["errors"][0]["code"], "UNAUTHORIZED");
         assert_eq!(e.body()["error"], "invalid_grant");
@@ -279,7 +284,6 @@ async fn anonymous_and_bad_credentials() {
         .await
         .unwrap_err();
     assert!(matches!(e, IssueError::InvalidRequest(_)));
-    assert_eq!(e.status(), 400);
 }
 
 #[tokio::test]
@@ -318,7 +322,7 @@ async fn get_and_post_requests() {
     ));
     // Malformed Authorization on the token endpoint: 401.
     let e = parse_get_request("service=berth", &raw_auth(b"Basic ###"), REMOTE).unwrap_err();
-    assert_eq!(e.status(), 401);
+    assert!(unauthenticated(&e));
     assert!(matches!(
         parse_get_request("service=%zz", &http::HeaderMap::new(), REMOTE),
         Err(IssueError::InvalidRequest(_))
@@ -331,14 +335,12 @@ async fn get_and_post_requests() {
     assert_eq!(claims_of(&t.token)["sub"], "bob");
     let wrong = parse_post_request(b"grant_type=password&username=bob&password=nope&service=berth")
         .unwrap();
-    assert_eq!(
-        issuer.handle(&wrong, REMOTE).await.unwrap_err().status(),
-        401
-    );
+    assert!(unauthenticated(
+        &issuer.handle(&wrong, REMOTE).await.unwrap_err()
+    ));
     let e = parse_post_request(b"grant_type=refresh_token&refresh_token=abc&service=berth")
         .unwrap_err();
     assert!(matches!(e, IssueError::UnsupportedGrantType(_)));
-    assert_eq!(e.status(), 400);
     assert_eq!(e.body()["error"], "unsupported_grant_type");
     assert!(matches!(
         parse_post_request(b"grant_type=password&username=bob"),
@@ -499,12 +501,10 @@ fn config_errors() {
         .enable_all()
         .build()
         .unwrap();
-    assert_eq!(
-        rt.block_on(issuer.issue(Some(("a", "b")), None, &[], None))
+    assert!(unauthenticated(
+        &rt.block_on(issuer.issue(Some(("a", "b")), None, &[], None))
             .unwrap_err()
-            .status(),
-        401
-    );
+    ));
     assert!(
         rt.block_on(issuer.issue(None, None, &[s("repository:z:pull")], None))
             .is_ok()

@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::OnceLock;
 
 use berth_auth::{
-    Action, Authenticator, InsufficientScope, MountDecision, Principal, Scope, TokenAuthenticator,
-    TokenConfig, TokenError, TrustedKeys,
+    Action, Authenticator, Denial, InsufficientScope, MountDecision, Principal, Scope,
+    TokenAuthenticator, TokenConfig, TokenError, TrustedKeys,
 };
 use common::*;
 use serde_json::json;
@@ -331,7 +331,7 @@ async fn claim_checks() {
             .authorize(&bearer(&tok), &pull_a(), REMOTE)
             .await
             .unwrap_err();
-        assert_eq!(e.status, 401);
+        assert_eq!(e.reason, Denial::Unauthenticated);
         assert!(
             e.www_authenticate
                 .unwrap()
@@ -394,7 +394,7 @@ async fn forged_and_unknown_keys_are_refused() {
             .authorize(&bearer(&tok), &pull_a(), REMOTE)
             .await
             .unwrap_err();
-        assert_eq!(e.status, 401);
+        assert_eq!(e.reason, Denial::Unauthenticated);
     }
     // HS256 signed with the RSA public key bytes (the classic key-confusion attack).
     let hs = {
@@ -450,8 +450,8 @@ async fn scopes_decide_per_repository() {
     // A token for repository a used on repository b.
     let need_b = [Scope::repository("b", &[Action::Pull])];
     let e = v.authorize(&h, &need_b, REMOTE).await.unwrap_err();
-    assert_eq!(e.status, 401);
-    assert_eq!(e.code.as_str(), "UNAUTHORIZED");
+    assert_eq!(e.reason, Denial::Unauthenticated);
+    assert_eq!(e.code().as_str(), "UNAUTHORIZED");
     assert_eq!(
         e.www_authenticate.as_deref(),
         Some(
@@ -478,7 +478,7 @@ async fn scopes_decide_per_repository() {
     // The 403 option.
     let v403 = verifier_for(&[&k]).with_insufficient_scope(InsufficientScope::Forbidden);
     let e = v403.authorize(&h, &need_b, REMOTE).await.unwrap_err();
-    assert_eq!((e.status.as_u16(), e.code.as_str()), (403, "DENIED"));
+    assert_eq!((e.reason, e.code().as_str()), (Denial::Denied, "DENIED"));
 }
 
 #[tokio::test]
@@ -530,7 +530,12 @@ async fn malformed_authorization_headers() {
             .authorize(&raw_auth(&c), &pull_a(), REMOTE)
             .await
             .unwrap_err();
-        assert_eq!(e.status, 401, "{:?}", String::from_utf8_lossy(&c));
+        assert_eq!(
+            e.reason,
+            Denial::Unauthenticated,
+            "{:?}",
+            String::from_utf8_lossy(&c)
+        );
         assert!(e.www_authenticate.unwrap().starts_with("Bearer "));
     }
     // Basic credentials at a token registry: 401 with the Bearer challenge (no error attribute).
@@ -582,7 +587,7 @@ async fn mount_needs_pull_on_source_else_plain_upload() {
         .authorize_mount(&http::HeaderMap::new(), "t", "s", REMOTE)
         .await
         .unwrap_err();
-    assert_eq!(e.status, 401);
+    assert_eq!(e.reason, Denial::Unauthenticated);
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ pub mod media_type;
 pub mod name;
 pub mod platform;
 pub mod reference;
+pub mod route;
 pub mod token;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
@@ -27,3 +28,4 @@ pub use name::{NameError, validate_repository, validate_tag};
 pub use oci_spec;
 pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};
+pub use route::Route;

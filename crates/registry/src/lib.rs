@@ -23,8 +23,8 @@ mod uploads;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use berth_storage::Storage;
-
+/// The storage types a user of the registry needs (the server depends on this crate only).
+pub use berth_storage::{ByteStream, FolderStorage, Storage};
 pub use blobs::{BlobInfo, BlobRead};
 pub use error::{RegistryError, Result};
 pub use manifests::{PutManifest, StoredManifest};

@@ -223,10 +223,42 @@ impl Registry {
         digest: &str,
         body: Option<(ByteStream, Option<u64>)>,
     ) -> Result<BlobInfo> {
-        let expected = parse_digest(digest)?;
+        self.finish_upload_at(name, id, digest, None, body).await
+    }
+
+    /// [`Registry::finish_upload`] with the offset `start` where the client says the last chunk
+    /// begins (from `Content-Range`): like [`Registry::write_upload`]'s, it is checked against
+    /// the current offset under the upload's lock, so that no concurrent PATCH can move the
+    /// offset between the check and the append.
+    pub async fn finish_upload_at(
+        &self,
+        name: &str,
+        id: &str,
+        digest: &str,
+        start: Option<u64>,
+        body: Option<(ByteStream, Option<u64>)>,
+    ) -> Result<BlobInfo> {
+        // Without a `start`, a malformed digest is refused before the upload is looked at; with
+        // one, an unknown upload or a wrong offset is reported first (the order clients see).
+        let early = match start {
+            None => Some(parse_digest(digest)?),
+            Some(_) => None,
+        };
         let lock = self.upload_lock(id);
         let _guard = lock.lock().await;
         let (mut offset, mut h) = self.load_state(name, id).await?;
+        if let Some(s) = start
+            && s != offset
+        {
+            return Err(RegistryError::RangeInvalid {
+                given: s,
+                expected: offset,
+            });
+        }
+        let expected = match early {
+            Some(d) => d,
+            None => parse_digest(digest)?,
+        };
         if let Some((stream, len)) = body {
             (offset, h) = self.append(name, id, offset, h, len, stream).await?;
         } else {

@@ -10,7 +10,8 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use berth_auth::routes::{RouteAccess, required_access};
-use berth_auth::{AuthError, Authenticator, Issuer, MountDecision, Principal, issuer};
+use berth_auth::{Authenticator, Issuer, MountDecision, Principal, issuer};
+use berth_oci::Route;
 use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
 
@@ -53,23 +54,6 @@ fn remote(req: &Request) -> Option<IpAddr> {
         .map(|c| c.0.ip())
 }
 
-pub(crate) fn auth_error_response(e: AuthError) -> Response {
-    let body = serde_json::to_vec(&e.body()).unwrap_or_default();
-    let mut res = (e.status, body).into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    if let Some(v) = e
-        .www_authenticate
-        .as_deref()
-        .and_then(|v| HeaderValue::from_str(v).ok())
-    {
-        res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-    res
-}
-
 /// At most this much of a refused request's body is read and discarded.
 const DISCARD_LIMIT: usize = 1024 * 1024;
 /// For at most this long.
@@ -93,14 +77,16 @@ pub(crate) async fn discard_body(mut body: Body) {
 }
 
 /// The middleware: authorizes `/v2/` requests and writes the audit line of pushes and deletes.
+/// Both read the [`Route`] that [`crate::route::parse_route`] put into the extensions.
 pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let remote_ip = remote(&req);
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let principal = match &st.access.authenticator {
-        None => Principal::Anonymous,
-        Some(auth) => {
-            let access = match required_access(&method, &path, req.uri().query()) {
+    let route = req.extensions().get::<Route>().cloned();
+    let principal = match (&st.access.authenticator, &route) {
+        // No access control, or not a registry route (the handler answers it).
+        (None, _) | (Some(_), None) => Principal::Anonymous,
+        (Some(auth), Some(route)) => {
+            let access = match required_access(&method, route, req.uri().query()) {
                 Ok(a) => a,
                 Err(e) => {
                     return crate::ApiError::new(berth_oci::ErrorCode::NameInvalid, e.to_string())
@@ -134,7 +120,7 @@ pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> 
                 Ok(p) => p,
                 Err(e) => {
                     discard_body(req.into_body()).await;
-                    return auth_error_response(e);
+                    return crate::ApiError::from(e).into_response();
                 }
             }
         }
@@ -142,32 +128,31 @@ pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> 
     let res = next.run(req).await;
     let changes = matches!(method, Method::PUT | Method::DELETE)
         || (method == Method::POST && res.status() == StatusCode::CREATED);
-    if changes && res.status().is_success() && path.starts_with("/v2/") {
-        let parsed = crate::route::parse(&path["/v2/".len()..]);
+    if changes
+        && res.status().is_success()
+        && let Some(route) = route.filter(|r| *r != Route::Base)
+    {
         // DELETE answers carry no Docker-Content-Digest: take the digest from the path then.
         let digest = res
             .headers()
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
-            .or_else(|| match &parsed {
-                Some((
-                    _,
-                    crate::route::Endpoint::Manifest(r) | crate::route::Endpoint::Blob(r),
-                )) if r.parse::<berth_oci::Digest>().is_ok() => Some(r.clone()),
+            .or_else(|| match &route {
+                Route::Manifest { reference: r, .. } | Route::Blob { digest: r, .. }
+                    if r.parse::<berth_oci::Digest>().is_ok() =>
+                {
+                    Some(r.clone())
+                }
                 _ => None,
             })
             .unwrap_or_default();
-        let (repository, what) = match parsed {
-            Some((name, ep)) => (name, format!("{ep:?}")),
-            None => (String::new(), String::new()),
-        };
         tracing::info!(
             target: "berth::audit",
             user = principal.name().unwrap_or("anonymous"),
             action = if method == Method::DELETE { "delete" } else { "push" },
-            repository,
-            endpoint = what,
+            repository = route.name().unwrap_or_default(),
+            endpoint = route.to_string(),
             digest,
             remote = remote_ip.map(|r| r.to_string()).unwrap_or_default(),
             "registry changed"
@@ -228,21 +213,6 @@ async fn token_answer(
             );
             res
         }
-        Err(e) => {
-            let body = serde_json::to_vec(&e.body()).unwrap_or_default();
-            let mut res = Response::new(Body::from(body));
-            *res.status_mut() = e.status();
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            if let Some(v) = e
-                .www_authenticate()
-                .and_then(|v| HeaderValue::from_str(v).ok())
-            {
-                res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-            }
-            res
-        }
+        Err(e) => crate::ApiError::from(e).into_response(),
     }
 }

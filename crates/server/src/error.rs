@@ -1,7 +1,10 @@
-//! The one mapping from errors to HTTP responses with the spec's JSON body.
+//! The one mapping from errors to HTTP responses: registry errors, authorization refusals and
+//! token endpoint refusals all become an [`ApiError`], and only here are their HTTP statuses
+//! chosen and their bodies written.
 
 use axum::response::{IntoResponse, Response};
-use berth_oci::{ErrorBody, ErrorCode};
+use berth_auth::{AuthError, Denial, IssueError};
+use berth_oci::{ErrorBody, ErrorCode, ErrorInfo};
 use berth_registry::RegistryError;
 use http::{HeaderValue, StatusCode, header};
 
@@ -16,6 +19,60 @@ pub struct ApiError {
     pub message: String,
     /// Extra headers (`Range` on 416, `WWW-Authenticate` on 401).
     pub headers: Vec<(http::HeaderName, HeaderValue)>,
+    /// The shape of the JSON body.
+    body: BodyShape,
+}
+
+/// How an error's JSON body is written.
+#[derive(Debug)]
+enum BodyShape {
+    /// The Distribution spec's `{"errors":[{code, message, detail?}]}`, as
+    /// `application/json; charset=utf-8`.
+    Registry {
+        /// The entry's `detail` (the access an authorization refusal needed).
+        detail: Option<serde_json::Value>,
+    },
+    /// The token endpoint's body (OAuth2's `error`/`error_description` beside the registry's
+    /// `errors`), as `application/json`.
+    Token(serde_json::Value),
+}
+
+/// The status that answers an authorization refusal.
+fn denial_status(reason: Denial) -> StatusCode {
+    match reason {
+        Denial::Unauthenticated => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::FORBIDDEN,
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let mut err =
+            ApiError::new(e.code(), e.message.clone()).with_status(denial_status(e.reason));
+        err.body = BodyShape::Registry { detail: e.detail() };
+        if let Some(c) = &e.www_authenticate {
+            err = err.with_header(header::WWW_AUTHENTICATE, c);
+        }
+        err
+    }
+}
+
+impl From<IssueError> for ApiError {
+    fn from(e: IssueError) -> Self {
+        let (status, code) = match &e {
+            IssueError::Unauthorized(a) => (denial_status(a.reason), a.code()),
+            IssueError::InvalidRequest(_) | IssueError::UnsupportedGrantType(_) => {
+                (StatusCode::BAD_REQUEST, ErrorCode::Unsupported)
+            }
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown),
+        };
+        let mut err = ApiError::new(code, e.to_string()).with_status(status);
+        err.body = BodyShape::Token(e.body());
+        if let Some(c) = e.www_authenticate() {
+            err = err.with_header(header::WWW_AUTHENTICATE, c);
+        }
+        err
+    }
 }
 
 impl ApiError {
@@ -27,6 +84,7 @@ impl ApiError {
             code,
             message: message.into(),
             headers: vec![],
+            body: BodyShape::Registry { detail: None },
         }
     }
 
@@ -82,16 +140,81 @@ impl From<RegistryError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            serde_json::to_vec(&ErrorBody::single(self.code, self.message)).unwrap_or_default();
+        let (body, content_type) = match self.body {
+            BodyShape::Registry { detail } => {
+                let body = ErrorBody {
+                    errors: vec![ErrorInfo {
+                        code: self.code.as_str().to_owned(),
+                        message: self.message,
+                        detail,
+                    }],
+                };
+                (
+                    serde_json::to_vec(&body).unwrap_or_default(),
+                    "application/json; charset=utf-8",
+                )
+            }
+            BodyShape::Token(v) => (
+                serde_json::to_vec(&v).unwrap_or_default(),
+                "application/json",
+            ),
+        };
         let mut res = (self.status, body).into_response();
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        );
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         for (k, v) in self.headers {
             res.headers_mut().insert(k, v);
         }
         res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_auth::{Challenge, Scope};
+
+    #[test]
+    fn auth_refusals_get_their_status_here() {
+        let challenge = Challenge::Basic { realm: "r".into() };
+        let needed = [Scope::catalog()];
+        let e = ApiError::from(AuthError::unauthorized("who?", &challenge, &needed));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized)
+        );
+        assert_eq!(e.headers[0].0, header::WWW_AUTHENTICATE);
+        let e = ApiError::from(AuthError::denied("no", None, &needed));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::FORBIDDEN, ErrorCode::Denied)
+        );
+        assert!(e.headers.is_empty());
+    }
+
+    #[test]
+    fn token_refusals_get_their_status_here() {
+        let challenge = Challenge::Basic { realm: "r".into() };
+        let status = |e: IssueError| ApiError::from(e).status;
+        assert_eq!(
+            status(IssueError::Unauthorized(AuthError::unauthorized(
+                "bad password",
+                &challenge,
+                &[]
+            ))),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(IssueError::InvalidRequest("x".into())),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(IssueError::UnsupportedGrantType("x".into())),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(IssueError::Signing("x".into())),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

@@ -1,8 +1,10 @@
 //! The Berth registry's HTTP layer: an axum router for the OCI Distribution Spec v1.1 and the
 //! Docker Registry HTTP API V2 over a [`berth_registry::Registry`].
 //!
-//! Repository names contain `/`, so every `/v2/...` request goes through one catch-all route and
-//! [`route::parse`] splits the path into the repository name and the endpoint. Every response
+//! Repository names contain `/`, so every `/v2/...` request goes through one catch-all route.
+//! The path is parsed once, by [`berth_oci::Route::parse`] in a middleware ([`route`]), into the
+//! repository name and the endpoint; authorization, the handler and the audit line read that
+//! same [`Route`]. Every response
 //! carries `Docker-Distribution-API-Version: registry/2.0`; every error is the spec's JSON body,
 //! produced in one place ([`error::ApiError`]).
 #![warn(missing_docs)]
@@ -12,7 +14,9 @@ mod error;
 mod handlers;
 mod headers;
 mod listen;
-pub mod route;
+mod route;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -23,6 +27,7 @@ use axum::response::Response;
 use berth_registry::Registry;
 
 pub use auth::AccessControl;
+pub use berth_oci::Route;
 pub use error::ApiError;
 pub use listen::{ListenError, TlsFiles, serve};
 
@@ -61,6 +66,7 @@ pub fn router(registry: Registry, options: ServerOptions) -> Router {
         )
         .fallback(handlers::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
+        .layer(middleware::from_fn(route::parse_route))
         .layer(middleware::from_fn(access_log_and_version))
         .with_state(state)
 }

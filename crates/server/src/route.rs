@@ -1,183 +1,55 @@
-//! Parsing of `/v2/<name>/<endpoint>` paths, where `<name>` may contain slashes.
+//! The route of a request, parsed once.
+//!
+//! [`parse_route`] runs first, reads the raw (still percent-encoded) path with
+//! [`berth_oci::Route::parse`] and puts the [`Route`] into the request's extensions. The
+//! authorization guard, the handlers and the audit line all read that one value, so the route
+//! that is authorized is the route that is served and the route that is logged. A request whose
+//! path is no `/v2/` route carries no [`Route`].
+//!
+//! axum's `Path` is not used: it would decode `%2F` into a separator before the split.
 
-/// The endpoint a `/v2/` path names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `/v2/_catalog`
-    Catalog,
-    /// `/v2/<name>/tags/list`
-    Tags,
-    /// `/v2/<name>/manifests/<reference>`
-    Manifest(String),
-    /// `/v2/<name>/blobs/<digest>`
-    Blob(String),
-    /// `/v2/<name>/blobs/uploads/`
-    Uploads,
-    /// `/v2/<name>/blobs/uploads/<id>`
-    Upload(String),
-    /// `/v2/<name>/referrers/<digest>`
-    Referrers(String),
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+pub use berth_oci::Route;
+use http::Method;
+
+/// The middleware: parses the route and stores it in the request's extensions.
+pub(crate) async fn parse_route(mut req: Request, next: Next) -> Response {
+    if let Some(route) = Route::parse(req.uri().path()) {
+        req.extensions_mut().insert(route);
+    }
+    next.run(req).await
 }
 
-/// Splits the raw (still percent-encoded) part of a request path after `/v2/` into repository
-/// name and endpoint, reading it exactly as the authorization layer does
-/// (`berth_auth::routes::required_access`): the path is split at its literal slashes, and the
-/// endpoint words (`manifests`, `blobs`, `uploads`, `tags/list`, `referrers`, `_catalog`) and the
-/// repository name are taken as they are. Only the last segment (reference, digest or upload id)
-/// is percent-decoded, so an encoded `%2F` stays inside it. Were the words decoded too,
-/// `manifest%73` would be served as `manifests` while the authorization layer, which does not
-/// know it, let it through unchecked. Names and decoded values are validated by the caller
-/// (`%2e%2e` decodes to `..`, which no tag, digest or upload id accepts; a name with `%` is
-/// invalid).
-pub fn parse_raw(raw: &str) -> Option<(String, Endpoint)> {
-    let (name, ep) = parse(raw)?;
-    let ep = match ep {
-        Endpoint::Manifest(r) => Endpoint::Manifest(percent_decode(&r)),
-        Endpoint::Blob(d) => Endpoint::Blob(percent_decode(&d)),
-        Endpoint::Upload(u) => Endpoint::Upload(percent_decode(&u)),
-        Endpoint::Referrers(d) => Endpoint::Referrers(percent_decode(&d)),
-        other => other,
-    };
-    Some((name, ep))
-}
-
-/// Decodes `%XX` escapes; invalid escapes are kept as they are, invalid UTF-8 is replaced.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |x: u8| (x as char).to_digit(16);
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
+/// Whether the registry serves `method` on `route` (anything else is answered 405).
+pub(crate) fn serves(route: &Route, method: &Method) -> bool {
+    let m = method;
+    match route {
+        Route::Base => true,
+        Route::Catalog | Route::TagsList { .. } | Route::Referrers { .. } => *m == Method::GET,
+        Route::Manifest { .. } => {
+            [Method::GET, Method::HEAD, Method::PUT, Method::DELETE].contains(m)
         }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Splits the part after `/v2/`, already decoded, into repository name and endpoint.
-pub fn parse(rest: &str) -> Option<(String, Endpoint)> {
-    parse_segments(&rest.split('/').collect::<Vec<_>>())
-}
-
-fn parse_segments(segs: &[&str]) -> Option<(String, Endpoint)> {
-    if segs == ["_catalog"] {
-        return Some((String::new(), Endpoint::Catalog));
-    }
-    let n = segs.len();
-    let name = |k: usize| -> Option<String> { (n > k).then(|| segs[..n - k].join("/")) };
-    if n >= 3 && segs[n - 2] == "tags" && segs[n - 1] == "list" {
-        return Some((name(2)?, Endpoint::Tags));
-    }
-    if n >= 4 && segs[n - 3] == "blobs" && segs[n - 2] == "uploads" {
-        let id = segs[n - 1];
-        let ep = if id.is_empty() {
-            Endpoint::Uploads
-        } else {
-            Endpoint::Upload(id.to_owned())
-        };
-        return Some((name(3)?, ep));
-    }
-    if n >= 3 && segs[n - 2] == "blobs" && segs[n - 1] == "uploads" {
-        return Some((name(2)?, Endpoint::Uploads));
-    }
-    if n >= 3 && !segs[n - 1].is_empty() {
-        let arg = segs[n - 1].to_owned();
-        match segs[n - 2] {
-            "manifests" => return Some((name(2)?, Endpoint::Manifest(arg))),
-            "blobs" => return Some((name(2)?, Endpoint::Blob(arg))),
-            "referrers" => return Some((name(2)?, Endpoint::Referrers(arg))),
-            _ => {}
+        Route::Blob { .. } => [Method::GET, Method::HEAD, Method::DELETE].contains(m),
+        Route::UploadStart { .. } => *m == Method::POST,
+        Route::UploadSession { .. } => {
+            [Method::GET, Method::PATCH, Method::PUT, Method::DELETE].contains(m)
         }
+        _ => false,
     }
-    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn routes() {
-        assert_eq!(parse("a/b/tags/list"), Some(("a/b".into(), Endpoint::Tags)));
-        assert_eq!(
-            parse("a/manifests/latest"),
-            Some(("a".into(), Endpoint::Manifest("latest".into())))
-        );
-        assert_eq!(
-            parse("x/blobs/uploads/"),
-            Some(("x".into(), Endpoint::Uploads))
-        );
-        assert_eq!(
-            parse("x/blobs/uploads"),
-            Some(("x".into(), Endpoint::Uploads))
-        );
-        assert_eq!(
-            parse("x/y/blobs/uploads/abc"),
-            Some(("x/y".into(), Endpoint::Upload("abc".into())))
-        );
-        assert_eq!(
-            parse("blobs/blobs/sha256:1"),
-            Some(("blobs".into(), Endpoint::Blob("sha256:1".into())))
-        );
-        assert_eq!(
-            parse("r/referrers/sha256:1"),
-            Some(("r".into(), Endpoint::Referrers("sha256:1".into())))
-        );
-        assert_eq!(parse("_catalog"), Some((String::new(), Endpoint::Catalog)));
-        assert_eq!(parse("manifests/latest"), None);
-        assert_eq!(parse("a/unknown/x"), None);
-        assert_eq!(parse("a/manifests/"), None);
-    }
-
-    #[test]
-    fn raw_paths_are_split_before_decoding() {
-        assert_eq!(
-            parse_raw("a%2Fb/tags/list"),
-            Some(("a%2Fb".into(), Endpoint::Tags)),
-            "names are never decoded"
-        );
-        assert_eq!(
-            parse_raw("%2e%2e/manifests/v1"),
-            Some(("%2e%2e".into(), Endpoint::Manifest("v1".into())))
-        );
-        assert_eq!(parse_raw("a/manifest%73/v1"), None, "words are not decoded");
-        assert_eq!(parse_raw("a/blob%73/uploads/"), None);
-        assert_eq!(parse_raw("a/tags/lis%74"), None);
-        assert_eq!(parse_raw("%5Fcatalog"), None);
-        assert_eq!(
-            parse_raw("x/blobs/uploads/..%2F..%2Fy"),
-            Some(("x".into(), Endpoint::Upload("../../y".into())))
-        );
-        assert_eq!(
-            parse_raw("x/manifests/sha256%3Aab"),
-            Some(("x".into(), Endpoint::Manifest("sha256:ab".into())))
-        );
-        assert_eq!(
-            parse_raw("x/manifests/a%2Fb"),
-            Some(("x".into(), Endpoint::Manifest("a/b".into())))
-        );
-        assert_eq!(
-            parse_raw("_catalog"),
-            Some((String::new(), Endpoint::Catalog))
-        );
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-    }
     /// Every request the handlers serve is one the authorization layer checks, for the same
-    /// repository: for each path the router recognizes, `required_access` names scopes on the
-    /// router's repository (or refuses the name), never "not a registry route".
+    /// repository: for each path that parses to a route, `required_access` names scopes on the
+    /// route's repository (or refuses the name), never "not a registry route".
     #[test]
     fn every_served_route_is_authorized_for_the_same_repository() {
         use berth_auth::routes::{RouteAccess, required_access};
-        use http::Method;
         let words = [
             "a",
             "manifests",
@@ -192,19 +64,10 @@ mod tests {
             "referrers",
             "_catalog",
             "%5Fcatalog",
+            "..",
+            "%2e%2e",
             "",
         ];
-        let served = |ep: &Endpoint, m: &Method| match ep {
-            Endpoint::Catalog | Endpoint::Tags | Endpoint::Referrers(_) => *m == Method::GET,
-            Endpoint::Manifest(_) => {
-                [Method::GET, Method::HEAD, Method::PUT, Method::DELETE].contains(m)
-            }
-            Endpoint::Blob(_) => [Method::GET, Method::HEAD, Method::DELETE].contains(m),
-            Endpoint::Uploads => *m == Method::POST,
-            Endpoint::Upload(_) => {
-                [Method::GET, Method::PATCH, Method::PUT, Method::DELETE].contains(m)
-            }
-        };
         let methods = [
             Method::GET,
             Method::HEAD,
@@ -227,22 +90,24 @@ mod tests {
         paths.dedup();
         let mut checked = 0;
         for path in &paths {
-            let Some((name, ep)) = parse_raw(path) else {
+            let Some(route) = Route::parse(&format!("/v2/{path}")) else {
                 continue;
             };
-            for m in methods.iter().filter(|m| served(&ep, m)) {
+            for m in methods.iter().filter(|m| serves(&route, m)) {
                 checked += 1;
-                match required_access(m, &format!("/v2/{path}"), None) {
-                    Ok(RouteAccess::Scopes(scopes)) => {
-                        if ep != Endpoint::Catalog {
-                            assert!(
-                                !scopes.is_empty() && scopes.iter().all(|s| s.name == name),
-                                "{m} /v2/{path}: served for {name:?}, authorized as {scopes:?}"
-                            );
-                        }
-                    }
+                match required_access(m, &route, None) {
+                    Ok(RouteAccess::Scopes(scopes)) => match route.name() {
+                        Some(name) => assert!(
+                            !scopes.is_empty() && scopes.iter().all(|s| s.name == name),
+                            "{m} /v2/{path}: served for {name:?}, authorized as {scopes:?}"
+                        ),
+                        None => assert!(
+                            matches!(route, Route::Base | Route::Catalog),
+                            "{m} /v2/{path}: {route:?} without a repository"
+                        ),
+                    },
                     Ok(RouteAccess::Mount { .. }) => unreachable!("no query"),
-                    Ok(other) => panic!("{m} /v2/{path} is served as {ep:?} but {other:?}"),
+                    Ok(other) => panic!("{m} /v2/{path} is served as {route:?} but {other:?}"),
                     Err(_) => {} // refused: invalid name
                 }
             }
