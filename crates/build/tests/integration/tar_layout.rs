@@ -421,7 +421,11 @@ fn unreadable_file_error_names_the_path() {
     let output = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "unreadable_file_child", "--nocapture"])
+        .args([
+            "--exact",
+            "tar_layout::unreadable_file_child",
+            "--nocapture",
+        ])
         .env(CHILD_ENV, root)
         .output();
     match output {
