@@ -1,8 +1,6 @@
 //! The library against real registries on loopback: Debian's docker-registry (Distribution 2.8),
 //! with htpasswd, and behind a fault-injecting proxy that demands bearer tokens.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -10,8 +8,8 @@ use berth_client::{
     Client, CopyOptions, Digest, Error, ListOptions, Manifest, OciLayout, Platform, Platforms,
     RegistryRepo, UploadMode, copy,
 };
+use berth_test_support::{client::*, data::random_bytes, distribution::*, fault::*, net::*};
 use bytes::Bytes;
-use common::*;
 
 #[tokio::test]
 async fn push_inspect_list_and_delete() {

@@ -13,8 +13,6 @@
 mod config;
 mod error;
 mod store;
-#[cfg(feature = "testing")]
-pub mod testing;
 mod writer;
 
 pub use config::{

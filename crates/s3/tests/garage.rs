@@ -1,8 +1,8 @@
 //! The storage suite and the S3-specific behaviour, against a real Garage node.
 
-use berth_s3::testing::Garage;
 use berth_s3::{S3Config, S3Error, S3Storage};
 use berth_storage::Storage;
+use berth_test_support::garage::Garage;
 use bytes::Bytes;
 use futures::StreamExt;
 

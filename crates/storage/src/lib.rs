@@ -7,11 +7,15 @@
 //! validated names only, and every backend still refuses `..` and absolute components so that no
 //! key can escape the root.
 //!
+//! The behaviour every backend must show is one suite that each backend's tests run: the `suite`
+//! module, behind the `suite` feature (for tests only, not part of the production API).
+//!
 //! Architecture invariant: nothing in this crate knows about registries, digests or HTTP.
 #![warn(missing_docs)]
 
 mod error;
 mod folder;
+#[cfg(any(test, feature = "suite"))]
 pub mod suite;
 
 use std::pin::Pin;
