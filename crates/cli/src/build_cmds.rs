@@ -1,6 +1,6 @@
 //! Image builder subcommands: `push-layer` (a folder or an archive as a new single-layer image),
 //! `append` (a layer on top of a remote image, without pulling it) and `mutate` (config edits
-//! only). The layer comes from the `berth-build` pipeline and goes to the registry through
+//! only). The layer comes from the `berth-builder` pipeline and goes to the registry through
 //! `berth-client`; this module decides what goes into the config and manifests.
 
 use std::collections::BTreeMap;
@@ -8,12 +8,12 @@ use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::anyhow;
-use berth_build::compression::{Compression, MediaTypeFlavor};
-use berth_build::config_merge::merge_document;
-use berth_build::image::{self, ConfigEdits, ImageFormat, Platform};
-use berth_build::labels::{self, BaseImage};
-use berth_build::layer::TarOptions;
-use berth_build::pipeline::{LayerInfo, PipelineOptions};
+use berth_builder::compression::{Compression, MediaTypeFlavor};
+use berth_builder::config_merge::merge_document;
+use berth_builder::image::{self, ConfigEdits, ImageFormat, Platform};
+use berth_builder::labels::{self, BaseImage};
+use berth_builder::layer::TarOptions;
+use berth_builder::pipeline::{LayerInfo, PipelineOptions};
 use berth_client::{Client, Digest, Manifest};
 use berth_oci::{Descriptor, Reference};
 use clap::{Args, Subcommand, ValueEnum};
@@ -362,7 +362,7 @@ fn pipeline_options(
         CompressionArg::Gzip => {
             let level = layer
                 .level
-                .unwrap_or(berth_build::compression::DEFAULT_GZIP_LEVEL as i32);
+                .unwrap_or(berth_builder::compression::DEFAULT_GZIP_LEVEL as i32);
             let level = u32::try_from(level).map_err(|_| {
                 Failure::usage(format!("gzip level {level} is out of range; use 0 to 9"))
             })?;
@@ -374,7 +374,7 @@ fn pipeline_options(
         CompressionArg::Zstd => Compression::Zstd {
             level: layer
                 .level
-                .unwrap_or(berth_build::compression::DEFAULT_ZSTD_LEVEL),
+                .unwrap_or(berth_builder::compression::DEFAULT_ZSTD_LEVEL),
             threads: layer.threads,
         },
     };

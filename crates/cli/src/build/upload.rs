@@ -1,4 +1,4 @@
-//! Moving blobs for the build commands: a new layer streamed from the `berth-build` pipeline
+//! Moving blobs for the build commands: a new layer streamed from the `berth-builder` pipeline
 //! into a chunked upload (re-streamed on a retryable failure, never spooled), and a base
 //! image's blobs made present in the destination repository without downloading them when
 //! the registry can mount them.
@@ -7,9 +7,9 @@ use std::io::Read as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use berth_build::archive::{ArchiveOptions, layer_from_archive};
-use berth_build::layer::TarOptions;
-use berth_build::pipeline::{
+use berth_builder::archive::{ArchiveOptions, layer_from_archive};
+use berth_builder::layer::TarOptions;
+use berth_builder::pipeline::{
     LayerInfo, LayerStream, PipelineError, PipelineOptions, layer_from_dir, layer_from_tar_reader,
 };
 use berth_client::transfer::{BlobSource, RegistryBlob, ResendPolicy, lives_elsewhere};
@@ -65,10 +65,10 @@ impl LayerSource {
                 if magic.is_empty() {
                     return Err("standard input is empty: pipe a tar into it, or give --rootfs DIR or --archive FILE".into());
                 }
-                let kind =
-                    berth_build::archive::detect_compression(&magic).map_err(|e| e.to_string())?;
+                let kind = berth_builder::archive::detect_compression(&magic)
+                    .map_err(|e| e.to_string())?;
                 let reader = std::io::Cursor::new(magic).chain(stdin);
-                if kind == berth_build::compression::CompressionKind::None {
+                if kind == berth_builder::compression::CompressionKind::None {
                     Ok(layer_from_tar_reader(reader, pipeline))
                 } else {
                     Ok(layer_from_archive(reader, archive))

@@ -6,10 +6,10 @@ use std::fs::{self, File};
 use std::path::Path;
 
 use crate::common::*;
-use berth_build::archive::{ArchiveOptions, layer_from_archive, layer_from_async_archive};
-use berth_build::compression::{Compression, MediaTypeFlavor};
-use berth_build::layer::{TarError, TarOptions, write_tar};
-use berth_build::pipeline::{LayerInfo, PipelineError, PipelineOptions, layer_from_dir};
+use berth_builder::archive::{ArchiveOptions, layer_from_archive, layer_from_async_archive};
+use berth_builder::compression::{Compression, MediaTypeFlavor};
+use berth_builder::layer::{TarError, TarOptions, write_tar};
+use berth_builder::pipeline::{LayerInfo, PipelineError, PipelineOptions, layer_from_dir};
 
 fn rootfs() -> tempfile::TempDir {
     let dir = tempdir();

@@ -128,9 +128,9 @@ pub enum PipelineError {
         #[source]
         source: io::Error,
     },
-    /// A pipeline thread panicked (a bug in berth-build).
+    /// A pipeline thread panicked (a bug in berth-builder).
     #[error(
-        "the {stage} thread of the layer pipeline panicked; this is a bug in berth-build, please report it"
+        "the {stage} thread of the layer pipeline panicked; this is a bug in berth-builder, please report it"
     )]
     Panicked {
         /// Which thread.

@@ -65,7 +65,7 @@ pub enum TarError {
     },
     /// The rootfs path exists but is not a directory.
     #[error(
-        "rootfs {path} is not a directory; pass the folder to archive (existing .tar/.tar.gz/.tar.zst files go through berth_build::archive)"
+        "rootfs {path} is not a directory; pass the folder to archive (existing .tar/.tar.gz/.tar.zst files go through berth_builder::archive)"
     )]
     RootfsNotDirectory {
         /// The rootfs path as given.

@@ -5,8 +5,8 @@
 
 use std::io::{self, Read};
 
-use berth_build::compression::Compression;
-use berth_build::pipeline::{PipelineOptions, layer_from_tar_reader};
+use berth_builder::compression::Compression;
+use berth_builder::pipeline::{PipelineOptions, layer_from_tar_reader};
 
 const TOTAL: u64 = 512 * 1024 * 1024;
 const LIMIT_KIB: u64 = 64 * 1024;

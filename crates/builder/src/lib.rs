@@ -67,12 +67,12 @@
 //! # Uploading from async code
 //!
 //! ```no_run
-//! use berth_build::layer::TarOptions;
-//! use berth_build::pipeline::{PipelineOptions, layer_from_dir};
+//! use berth_builder::layer::TarOptions;
+//! use berth_builder::pipeline::{PipelineOptions, layer_from_dir};
 //!
 //! # async fn patch(_: bytes::Bytes) {}
 //! # async fn commit(_: &berth_oci::Digest) {}
-//! # async fn example() -> Result<(), berth_build::pipeline::PipelineError> {
+//! # async fn example() -> Result<(), berth_builder::pipeline::PipelineError> {
 //! let tar = TarOptions { mtime_clamp: Some(1_700_000_000), ..TarOptions::default() };
 //! let mut stream = layer_from_dir("rootfs", tar, PipelineOptions::default());
 //! while let Some(chunk) = stream.next_chunk().await {

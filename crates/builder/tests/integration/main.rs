@@ -1,4 +1,4 @@
-//! berth-build's integration tests against real tools, as one test binary: the streaming
+//! berth-builder's integration tests against real tools, as one test binary: the streaming
 //! pipeline and archive passthrough (gzip, pigz, zstd, GNU tar) and the folder-to-tar writer
 //! (GNU tar). `memory.rs` stays a binary of its own: it measures the process's peak memory.
 

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use crate::common::*;
-use berth_build::layer::{TarError, TarOptions, write_tar};
+use berth_builder::layer::{TarError, TarOptions, write_tar};
 
 fn tar_of(root: &Path, options: &TarOptions) -> Vec<u8> {
     let mut out = Vec::new();
