@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use berth_oci::token::TokenResponse;
 
-pub use berth_oci::token::Scope;
+pub(crate) use berth_oci::token::Scope;
 
 /// The `scope` values of a token request, one per resource. `delete` widens every repository
 /// scope to pull, push and delete (what deleting asks for, as Docker clients do).
-pub fn query_values(scopes: &[Scope], delete: bool) -> Vec<String> {
+pub(crate) fn query_values(scopes: &[Scope], delete: bool) -> Vec<String> {
     scopes
         .iter()
         .map(|s| {

@@ -27,21 +27,21 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod auth;
+mod auth;
 mod blob;
 mod client;
-pub mod copy;
+mod copy;
 pub mod credentials;
 mod error;
 mod keychain;
-pub mod layout;
+mod layout;
 mod listing;
 mod manifest;
-pub mod progress;
+mod progress;
 mod referrers;
-pub mod retry;
+mod retry;
 mod tls;
-pub mod transfer;
+mod transfer;
 mod upload;
 
 pub use berth_oci::{Digest, Reference};

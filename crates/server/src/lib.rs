@@ -2,7 +2,7 @@
 //! Docker Registry HTTP API V2 over a [`berth_registry::Registry`].
 //!
 //! Repository names contain `/`, so every `/v2/...` request goes through one catch-all route.
-//! The path is parsed once, by [`berth_oci::Route::parse`] in a middleware ([`route`]), into the
+//! The path is parsed once, by [`berth_oci::Route::parse`] in a middleware (the private `route` module), into the
 //! repository name and the endpoint; authorization, the handler and the audit line read that
 //! same [`Route`]. Every response
 //! carries `Docker-Distribution-API-Version: registry/2.0`; every error is the spec's JSON body,

@@ -12,7 +12,7 @@ use berth_builder::layer::TarOptions;
 use berth_builder::pipeline::{
     LayerInfo, LayerStream, PipelineError, PipelineOptions, layer_from_dir, layer_from_tar_reader,
 };
-use berth_client::transfer::{BlobSource, RegistryBlob, ResendPolicy, lives_elsewhere};
+use berth_client::{BlobSource, RegistryBlob, ResendPolicy, lives_elsewhere};
 use berth_client::{BlobStream, Client, Digest, Error};
 use berth_oci::manifest::Descriptor;
 use bytes::Bytes;
@@ -120,7 +120,7 @@ impl BlobSource for LayerBlob<'_> {
 
 /// Pushes a new layer to `repo`, in chunks of the client's chunk size. A failure worth it
 /// restarts the pipeline from the source (at most `attempts` sends; see
-/// [`berth_client::transfer`]).
+/// the transfer engine of [`berth_client::Client::push_blob`]).
 pub async fn push_layer(
     client: &Client,
     repo: &str,
