@@ -1,12 +1,11 @@
 //! `berth`: a container registry server, a daemonless registry client and an image builder.
 //!
 //! This file parses the command line and hands each subcommand to its module: the grammar is in
-//! `args/`, the registry client's commands in `commands/` (one function each), the server in
-//! `serve.rs`, the builder in `build_cmds.rs`. Every command fails with an `exit::Failure`,
+//! `args/`, the registry client's commands in `commands/` (one function each), the builder's in
+//! `commands/build/`, the server in `serve.rs`. Every command fails with an `exit::Failure`,
 //! which says the exit code and the hint.
 
 mod args;
-mod build_cmds;
 mod commands;
 mod config;
 mod connect;
@@ -17,11 +16,6 @@ mod parse;
 mod platforms;
 mod progress;
 mod serve;
-
-/// Helpers of the build commands.
-mod build {
-    pub mod upload;
-}
 
 use std::process::ExitCode;
 
@@ -46,7 +40,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await.map_err(Failure::other),
             Command::Client(cmd) => commands::run(cmd).await,
-            Command::Build(cmd) => build_cmds::run(*cmd).await,
+            Command::Build(cmd) => commands::build::run(*cmd).await,
         }
     });
     match result {

@@ -1,7 +1,8 @@
 //! The command line's grammar, clap types only: what each subcommand accepts and its help.
-//! What a subcommand does is in [`crate::commands`] (registry client), [`crate::serve`] and
-//! [`crate::build_cmds`].
+//! What a subcommand does is in [`crate::commands`] (registry client and builder) and
+//! [`crate::serve`].
 
+mod build;
 mod client;
 mod copy;
 mod delete;
@@ -11,6 +12,7 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
+pub use build::{BuildCommand, CompressionArg, ConfigEditArgs, LayerArgs};
 pub use client::{ClientCommand, Common, PlatformArgs};
 pub use copy::{CpArgs, PullArgs, PushArgs, TagArgs};
 pub use delete::{RmArgs, RmRepoArgs};
@@ -40,5 +42,5 @@ pub enum Command {
     Client(ClientCommand),
     /// Image builder commands.
     #[command(flatten)]
-    Build(Box<crate::build_cmds::BuildCommand>),
+    Build(Box<BuildCommand>),
 }

@@ -1,7 +1,9 @@
 //! The registry client's subcommands, one short function each, grouped in files by what they
 //! do. Each is a thin layer over `berth-client`: parse the arguments, call the library, print.
+//! The image builder's subcommands are in [`build`].
 
 mod blob;
+pub mod build;
 mod catalog;
 mod cp;
 mod login;
