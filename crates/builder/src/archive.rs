@@ -27,7 +27,7 @@ use crate::compression::{CompressionKind, MediaTypeFlavor, layer_media_type};
 use crate::pipeline::stages::{BlobSink, ChannelReader, HashingReader, SinkFlags};
 use crate::pipeline::{
     DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKS_IN_FLIGHT, LayerInfo, LayerStream, PipelineError,
-    STAGE_BUFFER, StreamEnds, join, validate_chunking,
+    PipelineOptions, STAGE_BUFFER, StreamEnds, join, layer_from_tar_reader, validate_chunking,
 };
 
 /// Buffers queued between the reading thread and the validating thread.
@@ -52,6 +52,47 @@ impl Default for ArchiveOptions {
             chunks_in_flight: DEFAULT_CHUNKS_IN_FLIGHT,
         }
     }
+}
+
+impl From<&PipelineOptions> for ArchiveOptions {
+    /// The archive side of a pipeline's options: the same flavor and chunking.
+    fn from(p: &PipelineOptions) -> Self {
+        ArchiveOptions {
+            flavor: p.flavor,
+            chunk_size: p.chunk_size,
+            chunks_in_flight: p.chunks_in_flight,
+        }
+    }
+}
+
+/// A layer from a tar of unknown compression read once (standard input, a pipe): its first
+/// bytes tell which. A gzip or zstd tar is streamed as it is ([`layer_from_archive`]); a plain
+/// tar is compressed on the way, like a folder ([`layer_from_tar_reader`]).
+///
+/// # Errors
+///
+/// [`PipelineError::EmptyInput`] when the reader gives no byte at all,
+/// [`PipelineError::UnsupportedArchive`] for xz and bzip2, [`PipelineError::Input`] when the
+/// first bytes cannot be read.
+pub fn layer_from_sniffed_reader<R: Read + Send + 'static>(
+    mut reader: R,
+    pipeline: PipelineOptions,
+) -> Result<LayerStream, PipelineError> {
+    let mut magic = Vec::with_capacity(6);
+    Read::by_ref(&mut reader)
+        .take(6)
+        .read_to_end(&mut magic)
+        .map_err(|source| PipelineError::Input { source })?;
+    if magic.is_empty() {
+        return Err(PipelineError::EmptyInput);
+    }
+    let kind = detect_compression(&magic)?;
+    let reader = Read::chain(io::Cursor::new(magic), reader);
+    Ok(if kind == CompressionKind::None {
+        layer_from_tar_reader(reader, pipeline)
+    } else {
+        layer_from_archive(reader, ArchiveOptions::from(&pipeline))
+    })
 }
 
 /// Detects the compression of an archive from its first bytes (6 are enough).

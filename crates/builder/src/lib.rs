@@ -1,7 +1,9 @@
-//! The library core of Berth's image builder: image layers from folders or existing
-//! archives in one streaming pass, and image config edits. No registry or HTTP code
-//! lives here; an uploader consumes the [`pipeline::LayerStream`]s this crate produces.
+//! Berth's image builder: image layers from folders or existing archives in one streaming
+//! pass, image config edits, and the orchestration that pushes them ([`push`]: `push-layer`,
+//! `append`, `mutate` as typed plans in, reports out). The layers are uploaded through
+//! `berth-client`'s transfer engine; everything below [`push`] knows no registry and no HTTP.
 //!
+//! - [`push`]: new images and rebuilds of remote bases, pushed without pulling the base.
 //! - [`layer`]: a deterministic tar of a rootfs folder (sorted, PAX for long/non-UTF-8
 //!   names, hard links, devices, whiteouts, mtime clamp, owner override, filters).
 //! - [`pipeline`]: tar → diff_id → gzip/zstd/none → blob digest → fixed-size chunks.
@@ -91,3 +93,4 @@ pub mod image;
 pub mod labels;
 pub mod layer;
 pub mod pipeline;
+pub mod push;

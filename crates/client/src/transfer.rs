@@ -17,6 +17,7 @@ use futures::future::BoxFuture;
 use crate::blob::BlobStream;
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::upload::Trust;
 
 /// A blob whose bytes can be read from the start as many times as needed.
 pub trait BlobSource: Send + Sync {
@@ -29,6 +30,20 @@ pub trait BlobSource: Send + Sync {
     /// the upload does not hash the same bytes a second time.
     fn verifies(&self) -> bool {
         false
+    }
+
+    /// Whether the source computes the digest and size of the bytes it streams itself and
+    /// says them through [`BlobSource::computed`] once a stream has ended (a layer pipeline
+    /// hashes the blob as it compresses it), so the upload does not hash them a second time.
+    /// Only consulted when [`BlobSource::known`] is `None`.
+    fn computes(&self) -> bool {
+        false
+    }
+
+    /// The digest and size of the latest stream, computed by the source; read after the
+    /// stream has ended. `None` if the source does not compute them or failed.
+    fn computed(&self) -> Option<(Digest, u64)> {
+        None
     }
 
     /// Whether [`BlobSource::open`] may be called more than once (standard input may not).
@@ -155,8 +170,16 @@ impl Client {
     ) -> Result<PushedBlob> {
         let stream = futures::stream::once(source.open());
         let stream = futures::TryStreamExt::try_flatten(stream);
+        let computed = || source.computed();
+        let trust = if source.known().is_some() && source.verifies() {
+            Trust::Verifies
+        } else if source.known().is_none() && source.computes() {
+            Trust::Reports(&computed)
+        } else {
+            Trust::Nothing
+        };
         let (digest, size, mounted) = self
-            .upload_blob(repo, stream, source.known(), mount_from, source.verifies())
+            .upload_blob(repo, stream, source.known(), mount_from, trust)
             .await?;
         Ok(PushedBlob {
             digest,

@@ -1,8 +1,9 @@
 //! Blob uploads: one streaming request by default (`POST` then a single `PUT` carrying the body
 //! when the digest is known, or one streaming `PATCH` then `PUT` when it is computed on the way),
 //! chunked `PATCH`es when asked (honouring `OCI-Chunk-Min-Length`), and cross-repository mounts.
-//! The digest is always computed while streaming; a source whose bytes do not match the digest
-//! it was announced with aborts the upload.
+//! The digest is computed while streaming, once per hop: not again for a source that verifies
+//! itself or computes it itself ([`Trust`]); a source whose bytes do not match the digest it was
+//! announced with aborts the upload.
 
 use std::sync::{Arc, Mutex};
 
@@ -30,16 +31,60 @@ enum Started {
     },
 }
 
-/// Shared slot where the hashing adapter leaves its result or the source's error.
+/// Shared slot where the hashing adapter leaves its result or the source's error. The digest
+/// is `None` when the source reports it itself ([`Trust::Reports`]).
 #[derive(Default)]
 struct Outcome {
-    result: Option<(Digest, u64)>,
+    result: Option<(Option<Digest>, u64)>,
     error: Option<Error>,
+}
+
+/// How far an upload may rely on its source instead of hashing the bytes itself: each byte
+/// is hashed once per hop.
+#[derive(Clone, Copy)]
+pub(crate) enum Trust<'a> {
+    /// The upload hashes every byte (and checks them against the known digest, if any).
+    Nothing,
+    /// The source fails unless its bytes match the known digest (a verified registry read).
+    Verifies,
+    /// The source computes the digest and size of what it streamed and says them once its
+    /// stream has ended (a layer pipeline, which hashes the blob as it compresses it).
+    Reports(&'a (dyn Fn() -> Option<(Digest, u64)> + Send + Sync)),
+}
+
+impl Trust<'_> {
+    /// Whether the upload skips hashing, given whether a digest is known up front.
+    fn skips_hashing(&self, known: bool) -> bool {
+        match self {
+            Trust::Nothing => false,
+            Trust::Verifies => known,
+            Trust::Reports(_) => !known,
+        }
+    }
+
+    /// The digest the source reported after a stream of `sent` bytes.
+    fn reported(&self, sent: u64) -> Result<Digest> {
+        let Trust::Reports(report) = self else {
+            return Err(Error::Invalid(
+                "the upload source ended without its digest".into(),
+            ));
+        };
+        match report() {
+            Some((digest, size)) if size == sent => Ok(digest),
+            Some((_, size)) => Err(Error::Invalid(format!(
+                "the upload source reported {size} bytes but {sent} were sent"
+            ))),
+            None => Err(Error::Invalid(
+                "the upload source ended without its digest".into(),
+            )),
+        }
+    }
 }
 
 /// Wraps a source stream: hashes and counts it, checks it against the announced digest and size,
 /// and keeps the source's own error (an HTTP client only sees an opaque body error). A
-/// `trusted` source with a known digest verifies itself: it is only counted, not hashed again.
+/// `trusted` source is only counted, not hashed again: with a known digest it verifies itself,
+/// without one it reports its digest at the end ([`Trust`]).
 fn hashing<S>(
     source: S,
     known: Option<(Digest, u64)>,
@@ -53,7 +98,6 @@ where
         .as_ref()
         .map(|(d, _)| d.algorithm())
         .unwrap_or(Algorithm::Sha256);
-    let trusted = trusted && known.is_some();
     let state = (
         Box::pin(source),
         Some(Hasher::new(algorithm)),
@@ -107,6 +151,10 @@ where
                 None => {
                     let actual = match &known {
                         Some((expected, _)) if trusted => expected.clone(),
+                        None if trusted => {
+                            outcome.lock().expect("outcome lock").result = Some((None, n));
+                            return None;
+                        }
                         _ => hasher.take().expect("hasher until the end").finish(),
                     };
                     if let Some((expected, size)) = &known
@@ -120,7 +168,7 @@ where
                         let err = fail(&outcome, e);
                         return Some((Err(err), (src, hasher, n, known, outcome, true)));
                     }
-                    outcome.lock().expect("outcome lock").result = Some((actual, n));
+                    outcome.lock().expect("outcome lock").result = Some((Some(actual), n));
                     None
                 }
             }
@@ -206,25 +254,24 @@ impl Client {
         S: Stream<Item = Result<Bytes>> + Send + 'static,
     {
         let (digest, size, _) = self
-            .upload_blob(repo, source, known, mount_from, false)
+            .upload_blob(repo, source, known, mount_from, Trust::Nothing)
             .await?;
         Ok((digest, size))
     }
 
-    /// [`Client::push_blob_stream`], saying whether the registry mounted the blob. A
-    /// `trusted` source verifies itself against `known` and is not hashed again.
+    /// [`Client::push_blob_stream`], saying whether the registry mounted the blob. `trust`
+    /// says whether the upload hashes the bytes or relies on the source ([`Trust`]).
     pub(crate) async fn upload_blob<S>(
         &self,
         repo: &str,
         source: S,
         known: Option<(Digest, u64)>,
         mount_from: Option<&str>,
-        trusted: bool,
+        trust: Trust<'_>,
     ) -> Result<(Digest, u64, bool)>
     where
         S: Stream<Item = Result<Bytes>> + Send + 'static,
     {
-        let trusted = trusted && known.is_some();
         let mount = match (&known, mount_from) {
             (Some((d, _)), Some(from)) => Some((d, from)),
             _ => None,
@@ -241,11 +288,11 @@ impl Client {
         };
         let res = match self.inner.opts.upload_mode {
             UploadMode::Chunked => {
-                self.upload_chunked(repo, location.clone(), min_chunk, source, known, trusted)
+                self.upload_chunked(repo, location.clone(), min_chunk, source, known, trust)
                     .await
             }
             UploadMode::Streaming => {
-                self.upload_streaming(repo, location.clone(), source, known, trusted)
+                self.upload_streaming(repo, location.clone(), source, known, trust)
                     .await
             }
         };
@@ -261,12 +308,13 @@ impl Client {
         location: String,
         source: S,
         known: Option<(Digest, u64)>,
-        trusted: bool,
+        trust: Trust<'_>,
     ) -> Result<(Digest, u64)>
     where
         S: Stream<Item = Result<Bytes>> + Send + 'static,
     {
         let what = format!("blob upload to {}/{repo}", self.registry());
+        let trusted = trust.skips_hashing(known.is_some());
         let outcome = Arc::new(Mutex::new(Outcome::default()));
         let body =
             reqwest::Body::wrap_stream(hashing(source, known.clone(), outcome.clone(), trusted));
@@ -304,6 +352,10 @@ impl Client {
                     .ok_or_else(|| {
                         Error::Invalid("upload source ended without finishing".into())
                     })?;
+                let digest = match digest {
+                    Some(d) => d,
+                    None => trust.reported(size)?,
+                };
                 let url = with_query(&next, "digest", &digest.to_string());
                 let req = Req::new(Method::PUT, url, Scope::push(repo), &what)
                     .header(CONTENT_LENGTH, "0");
@@ -320,12 +372,13 @@ impl Client {
         min_chunk: Option<usize>,
         source: S,
         known: Option<(Digest, u64)>,
-        trusted: bool,
+        trust: Trust<'_>,
     ) -> Result<(Digest, u64)>
     where
         S: Stream<Item = Result<Bytes>> + Send + 'static,
     {
         let what = format!("chunked blob upload to {}/{repo}", self.registry());
+        let trusted = trust.skips_hashing(known.is_some());
         let chunk_size = self
             .inner
             .opts
@@ -372,6 +425,7 @@ impl Client {
         }
         let actual = match &known {
             Some((expected, _)) if trusted => expected.clone(),
+            None if trusted => trust.reported(offset)?,
             _ => hasher.finish(),
         };
         if let Some((expected, size)) = &known

@@ -197,6 +197,105 @@ async fn uploads_streaming_chunked_and_from_reader() {
     assert_eq!(c.blob_size("up4", &want).await.unwrap(), 300_000);
 }
 
+/// A source that computes the digest of what it streams (as the builder's layer pipeline
+/// does) and says a given one at the end.
+struct SelfHashing {
+    data: Bytes,
+    says: (Digest, u64),
+}
+
+impl berth_client::BlobSource for SelfHashing {
+    fn known(&self) -> Option<(Digest, u64)> {
+        None
+    }
+    fn computes(&self) -> bool {
+        true
+    }
+    fn computed(&self) -> Option<(Digest, u64)> {
+        Some(self.says.clone())
+    }
+    fn open(
+        &self,
+    ) -> futures::future::BoxFuture<'static, berth_client::Result<berth_client::BlobStream>> {
+        let data = self.data.clone();
+        Box::pin(async move {
+            Ok(Box::pin(futures::stream::iter(
+                data.chunks(50_000)
+                    .map(|c| Ok(Bytes::copy_from_slice(c)))
+                    .collect::<Vec<_>>(),
+            )) as berth_client::BlobStream)
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_source_that_computes_its_digest_is_not_hashed_again_and_still_checked() {
+    let reg = DockerRegistry::start(false);
+    let data = Bytes::from(random_bytes(300_000));
+    let want = Digest::sha256_of(&data);
+    let streaming = Client::new(&reg.addr, opts(None)).unwrap();
+    let chunked = Client::new(
+        &reg.addr,
+        berth_client::ClientOptions {
+            upload_mode: UploadMode::Chunked,
+            chunk_size: 64 * 1024,
+            ..opts(None)
+        },
+    )
+    .unwrap();
+    let policy = berth_client::ResendPolicy::default();
+    for (mode, c) in [("streaming", &streaming), ("chunked", &chunked)] {
+        let repo = format!("self/{mode}");
+        let honest = SelfHashing {
+            data: data.clone(),
+            says: (want.clone(), 300_000),
+        };
+        let pushed = c
+            .push_blob(&repo, &honest, None, policy, &|_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            (pushed.digest, pushed.size, pushed.mounted),
+            (want.clone(), 300_000, false)
+        );
+        assert_eq!(c.blob_size(&repo, &want).await.unwrap(), 300_000, "{mode}");
+
+        // The registry verifies what the source says: a wrong digest commits nothing.
+        let wrong = Digest::sha256_of(b"not these bytes");
+        let liar = SelfHashing {
+            data: data.clone(),
+            says: (wrong.clone(), 300_000),
+        };
+        let err = c
+            .push_blob(&format!("{repo}-liar"), &liar, None, policy, &|_, _| {})
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Registry { status: 400, .. }),
+            "{mode}: {err:?}"
+        );
+        assert_eq!(
+            c.head_blob(&format!("{repo}-liar"), &wrong).await.unwrap(),
+            None
+        );
+
+        // A size that is not what was streamed fails before the commit.
+        let short = SelfHashing {
+            data: data.clone(),
+            says: (want.clone(), 299_999),
+        };
+        let err = c
+            .push_blob(&format!("{repo}-short"), &short, None, policy, &|_, _| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{mode}: {err:?}");
+        assert_eq!(
+            c.head_blob(&format!("{repo}-short"), &want).await.unwrap(),
+            None
+        );
+    }
+}
+
 #[tokio::test]
 async fn copy_multi_arch_between_registries_keeps_digests() {
     let a = DockerRegistry::start(false);

@@ -154,6 +154,9 @@ pub enum PipelineError {
         /// What is wrong.
         reason: String,
     },
+    /// The input stream given to [`crate::archive::layer_from_sniffed_reader`] is empty.
+    #[error("the input stream is empty; a tar (plain, gzip or zstd) was expected")]
+    EmptyInput,
     /// [`crate::archive::layer_from_async_archive`] was called outside a Tokio runtime.
     #[error("layer_from_async_archive must be called from within a Tokio runtime")]
     NoRuntime,

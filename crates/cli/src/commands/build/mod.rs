@@ -1,38 +1,24 @@
-//! Image builder subcommands: `push-layer` (a folder or an archive as a new single-layer image,
-//! `push_layer.rs`), `append` (a layer on top of a remote image, without pulling it) and
-//! `mutate` (config edits only), both in `rebuild.rs`. The layer comes from the `berth-builder`
-//! pipeline and goes to the registry through `berth-client` (`upload.rs`); this module holds
-//! what the three share: the dispatch, tar and pipeline options, config edits and the report.
+//! Image builder subcommands: `push-layer` (a folder or an archive as a new single-layer
+//! image), `append` (a layer on top of a remote image, without pulling it) and `mutate`
+//! (config edits only). The work is `berth_builder::push`'s; this module turns flags into its
+//! plans (`plan.rs`), hands it clients with the command's keychain, and prints its report or
+//! maps its error to an exit code and a hint (`outcome.rs`).
 
-mod push_layer;
-mod rebuild;
-mod upload;
+mod outcome;
+mod plan;
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
-use anyhow::anyhow;
-use berth_builder::compression::{Compression, MediaTypeFlavor};
-use berth_builder::config_merge::merge_document;
-use berth_builder::image::{self, ConfigEdits, ImageFormat, Platform};
-use berth_builder::labels::{self, BaseImage};
-use berth_builder::layer::TarOptions;
-use berth_builder::pipeline::{LayerInfo, PipelineOptions};
-use berth_client::{Client, Digest, Manifest};
-use berth_oci::{Descriptor, Reference};
-use serde_json::{Value, json};
+use berth_builder::push::{self, LayerSource, NewImage, Rebuild};
+use berth_client::Client;
 
-use crate::args::Common;
-use crate::args::{BuildCommand, CompressionArg, ConfigEditArgs, LayerArgs};
+use crate::args::{BuildCommand, Common};
 use crate::connect::client;
 use crate::exit::Failure;
-use crate::output::print_json;
-use crate::parse::{parse_ref, parse_size};
-use upload::{BlobCounts, LayerPushError, LayerSource, ensure_blobs, push_layer};
-
-use push_layer::push_new_image;
-use rebuild::{Edit, rebuild};
+use crate::parse::parse_ref;
+use outcome::{Stderr, build_failure, report};
+use plan::{config_plan, layer_plan, parse_platforms, platform_or_host, tar_options};
 
 /// Runs a build subcommand; the error carries the process exit code.
 pub async fn run(cmd: BuildCommand) -> Result<(), Failure> {
@@ -66,20 +52,19 @@ pub async fn run(cmd: BuildCommand) -> Result<(), Failure> {
                     (LayerSource::Dir { root, tar }, args[1].clone())
                 }
             };
-            let platform = match platform {
-                Some(p) => Platform::parse(&p).map_err(Failure::usage)?,
-                None => Platform::host(),
+            let plan = NewImage {
+                destination: parse_ref(&reference)?,
+                platform: platform_or_host(platform.as_deref())?,
+                format: format.into(),
+                layer: layer_plan(source, &layer, &common)?,
+                config: config_plan(&config)?,
             };
-            push_new_image(
-                source,
-                &reference,
-                platform,
-                format.into(),
-                &layer,
-                &config,
-                &common,
-            )
-            .await
+            let c = build_client(&plan.destination.registry, &common)?;
+            let report_ = push::push_new_image(&c, &plan, &Stderr)
+                .await
+                .map_err(build_failure)?;
+            report(&common, &report_);
+            Ok(())
         }
         BuildCommand::Append {
             base,
@@ -105,18 +90,19 @@ pub async fn run(cmd: BuildCommand) -> Result<(), Failure> {
                             "no layer given: use --rootfs DIR, --archive FILE, or pipe a tar into standard input",
                         ));
                     }
-                    LayerSource::Stdin
+                    LayerSource::stream(std::io::stdin())
                 }
                 _ => return Err(Failure::usage("PATH filters need --rootfs DIR")),
             };
-            let edit = Edit {
-                layer: Some((source, layer)),
-                config,
+            let plan = Rebuild {
+                base: parse_ref(&base)?,
+                destination: parse_ref(&new)?,
+                layer: Some(layer_plan(source, &layer, &common)?),
+                config: config_plan(&config)?,
                 platforms: parse_platforms(&platform)?,
                 format: format.map(Into::into),
-                verb: "append",
             };
-            rebuild(&base, &new, edit, &common).await
+            rebuild(&plan, &common).await
         }
         BuildCommand::Mutate {
             base,
@@ -126,100 +112,33 @@ pub async fn run(cmd: BuildCommand) -> Result<(), Failure> {
             config,
             common,
         } => {
-            let edit = Edit {
+            let plan = Rebuild {
+                base: parse_ref(&base)?,
+                destination: parse_ref(&new)?,
                 layer: None,
-                config,
+                config: config_plan(&config)?,
                 platforms: parse_platforms(&platform)?,
                 format: format.map(Into::into),
-                verb: "mutate",
             };
-            rebuild(&base, &new, edit, &common).await
+            rebuild(&plan, &common).await
         }
     }
 }
 
-fn parse_platforms(list: &[String]) -> Result<Vec<Platform>, Failure> {
-    list.iter()
-        .flat_map(|p| p.split(','))
-        .map(|p| Platform::parse(p).map_err(Failure::usage))
-        .collect()
-}
-
-fn tar_options(layer: &LayerArgs, include: Vec<String>) -> Result<TarOptions, Failure> {
-    let owner = match &layer.owner {
-        None => None,
-        Some(s) => {
-            let parsed = s
-                .split_once(':')
-                .and_then(|(u, g)| Some((u.parse::<u64>().ok()?, g.parse::<u64>().ok()?)));
-            Some(parsed.ok_or_else(|| {
-                Failure::usage(format!(
-                    "bad --owner {s:?}: expected numeric UID:GID, such as 0:0"
-                ))
-            })?)
-        }
+/// `append` and `mutate`: one client when base and destination share a registry (so blobs
+/// are mounted), two otherwise.
+async fn rebuild(plan: &Rebuild, common: &Common) -> Result<(), Failure> {
+    let dst = build_client(&plan.destination.registry, common)?;
+    let src = if plan.base.registry == plan.destination.registry {
+        dst.clone()
+    } else {
+        build_client(&plan.base.registry, common)?
     };
-    Ok(TarOptions {
-        mtime_clamp: source_date_epoch()?,
-        owner,
-        u2g: layer.u2g,
-        include,
-        remove: layer.remove.clone(),
-    })
-}
-
-fn process_env() -> BTreeMap<String, String> {
-    std::env::vars().collect()
-}
-
-fn source_date_epoch() -> Result<Option<u64>, Failure> {
-    labels::source_date_epoch(&process_env()).map_err(Failure::usage)
-}
-
-/// `created` for the config and history: `SOURCE_DATE_EPOCH` when set, so that the same
-/// input gives the same digests, else now.
-fn created() -> Result<String, Failure> {
-    let secs = match source_date_epoch()? {
-        Some(s) => s,
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    };
-    Ok(labels::rfc3339(secs))
-}
-
-fn pipeline_options(
-    layer: &LayerArgs,
-    common: &Common,
-    flavor: MediaTypeFlavor,
-) -> Result<PipelineOptions, Failure> {
-    let compression = match layer.compression {
-        CompressionArg::None => Compression::None,
-        CompressionArg::Gzip => {
-            let level = layer
-                .level
-                .unwrap_or(berth_builder::compression::DEFAULT_GZIP_LEVEL as i32);
-            let level = u32::try_from(level).map_err(|_| {
-                Failure::usage(format!("gzip level {level} is out of range; use 0 to 9"))
-            })?;
-            Compression::Gzip {
-                level,
-                threads: layer.threads,
-            }
-        }
-        CompressionArg::Zstd => Compression::Zstd {
-            level: layer
-                .level
-                .unwrap_or(berth_builder::compression::DEFAULT_ZSTD_LEVEL),
-            threads: layer.threads,
-        },
-    };
-    Ok(PipelineOptions {
-        compression,
-        flavor,
-        chunk_size: parse_size(&common.chunk_size)?,
-        ..PipelineOptions::default()
-    })
+    let report_ = push::rebuild(&src, &dst, plan, &Stderr)
+        .await
+        .map_err(build_failure)?;
+    report(common, &report_);
+    Ok(())
 }
 
 /// A client for the build commands: chunked uploads, as the issue asks for layers.
@@ -227,145 +146,4 @@ fn build_client(registry: &str, common: &Common) -> Result<Client, Failure> {
     let mut common = common.clone();
     common.chunked = true;
     client(registry, &common, None)
-}
-
-/// Applies the config edits in order: automatic labels, merge files, then flags (a flag wins).
-fn edit_config(
-    config: &mut Value,
-    args: &ConfigEditArgs,
-    base: Option<&BaseImage>,
-) -> Result<(), Failure> {
-    let env = process_env();
-    if !args.no_labels {
-        let cwd = std::env::current_dir().ok();
-        let l = labels::standard_labels(&env, cwd.as_deref(), base).map_err(Failure::usage)?;
-        labels::apply_labels(config, &l).map_err(|e| Failure::other(anyhow!("{e}")))?;
-    }
-    for file in &args.config_files {
-        let text = std::fs::read_to_string(file).map_err(|e| {
-            Failure::usage(format!(
-                "cannot read the config file {}: {e}",
-                file.display()
-            ))
-        })?;
-        merge_document(config, &text, &env)
-            .map_err(|e| Failure::usage(format!("{}: {e}", file.display())))?;
-    }
-    let mut labels = BTreeMap::new();
-    for kv in &args.label {
-        let (k, v) = kv
-            .split_once('=')
-            .filter(|(k, _)| !k.is_empty())
-            .ok_or_else(|| Failure::usage(format!("bad --label {kv:?}: expected KEY=VALUE")))?;
-        labels.insert(k.to_owned(), v.to_owned());
-    }
-    let edits = ConfigEdits {
-        env: args.env.clone(),
-        entrypoint: args
-            .entrypoint
-            .as_deref()
-            .map(image::parse_command)
-            .transpose()
-            .map_err(Failure::usage)?,
-        cmd: args
-            .cmd
-            .as_deref()
-            .map(image::parse_command)
-            .transpose()
-            .map_err(Failure::usage)?,
-        workdir: args.workdir.clone(),
-        user: args.user.clone(),
-        labels,
-        expose: args.expose.clone(),
-    };
-    image::apply_edits(config, &edits).map_err(Failure::usage)
-}
-
-fn layer_failure(e: LayerPushError) -> Failure {
-    match e {
-        LayerPushError::Build(msg) => {
-            // Parsers quote the bytes they choke on; a corrupt archive would spray binary
-            // onto the terminal.
-            let msg: String = msg
-                .chars()
-                .map(|c| {
-                    if c.is_control() || c == '\u{fffd}' {
-                        '?'
-                    } else {
-                        c
-                    }
-                })
-                .collect();
-            Failure::other(anyhow!("the layer was not pushed: {msg}"))
-        }
-        LayerPushError::Registry(e) => Failure::client("layer upload", e),
-    }
-}
-
-async fn put_json(
-    c: &Client,
-    repo: &str,
-    reference: &str,
-    doc: &Value,
-    media_type: &str,
-) -> Result<Manifest, Failure> {
-    let m = Manifest::from_bytes(image::to_bytes(doc), Some(media_type))
-        .map_err(|e| Failure::client("", e))?;
-    c.put_manifest(repo, reference, &m)
-        .await
-        .map_err(|e| Failure::client("", e))?;
-    Ok(m)
-}
-
-async fn push_config(
-    c: &Client,
-    repo: &str,
-    config: &Value,
-    format: ImageFormat,
-) -> Result<Descriptor, Failure> {
-    let bytes = image::to_bytes(config);
-    let size = bytes.len() as u64;
-    let digest = c
-        .push_blob_bytes(repo, bytes.into())
-        .await
-        .map_err(|e| Failure::client("config upload", e))?;
-    Ok(Descriptor::new(format.config_media_type(), digest, size))
-}
-
-fn report(
-    common: &Common,
-    verb: &str,
-    dest: &Reference,
-    digest: &Digest,
-    layer: Option<&LayerInfo>,
-    counts: Option<BlobCounts>,
-) {
-    if common.json {
-        let mut v = json!({
-            "reference": dest.to_string(),
-            "digest": digest.to_string(),
-        });
-        if let Some(l) = layer {
-            let d = &l.descriptor;
-            v["layer"] = json!({ "digest": d.digest, "diff_id": l.diff_id, "size": d.size, "mediaType": d.media_type });
-        }
-        if let Some(c) = counts {
-            v["base_blobs"] = json!({ "present": c.present, "mounted": c.mounted, "copied": c.copied, "foreign": c.foreign });
-        }
-        print_json(&v);
-    } else {
-        if let Some(l) = layer {
-            eprintln!(
-                "layer {} ({} bytes, diff_id {})",
-                l.descriptor.digest, l.descriptor.size, l.diff_id
-            );
-        }
-        if let Some(c) = counts {
-            eprintln!(
-                "base blobs: {} already there, {} mounted, {} copied, {} foreign",
-                c.present, c.mounted, c.copied, c.foreign
-            );
-        }
-        println!("{verb} {}@{digest}", dest.name());
-    }
 }
