@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use berth_client::{Client, ClientOptions, Credentials, Keychain, UploadMode};
+use berth_client::{Client, ClientOptions, Credentials, Keychain, Registries, UploadMode};
 
 use crate::args::Common;
 use crate::exit::Failure;
@@ -91,17 +91,18 @@ pub fn keychain(common: &Common, override_creds: Option<&str>) -> Result<Keychai
     Ok(chain)
 }
 
-/// A client for `registry` configured by the common flags.
-pub fn client(
-    registry: &str,
+/// Client options from the common flags; `--insecure` applies to `hosts` (the registries the
+/// command names).
+fn options(
+    hosts: &[&str],
     common: &Common,
     override_creds: Option<&str>,
-) -> Result<Client, Failure> {
-    let opts = ClientOptions {
+) -> Result<ClientOptions, Failure> {
+    Ok(ClientOptions {
         connect_timeout: Duration::from_secs(common.connect_timeout.max(1)),
         read_timeout: Duration::from_secs(common.read_timeout.max(1)),
         insecure_registries: if common.insecure {
-            vec![registry.to_owned()]
+            hosts.iter().map(|h| (*h).to_owned()).collect()
         } else {
             vec![]
         },
@@ -117,6 +118,26 @@ pub fn client(
         chunk_size: parse_size(&common.chunk_size)?,
         max_concurrent_transfers: common.max_transfers.max(1),
         ..ClientOptions::default()
-    };
-    Ok(Client::new(registry, opts)?)
+    })
+}
+
+/// A client for `registry` configured by the common flags.
+pub fn client(
+    registry: &str,
+    common: &Common,
+    override_creds: Option<&str>,
+) -> Result<Client, Failure> {
+    Ok(Client::new(
+        registry,
+        options(&[registry], common, override_creds)?,
+    )?)
+}
+
+/// A pool of clients for the registries `hosts`, configured by the common flags.
+pub fn registries(
+    hosts: &[&str],
+    common: &Common,
+    override_creds: Option<&str>,
+) -> Result<Registries, Failure> {
+    Ok(Registries::new(options(hosts, common, override_creds)?))
 }

@@ -7,7 +7,8 @@
 //! - Credentials come from the [`Keychain`] in [`ClientOptions::keychain`]: static
 //!   credentials and Docker `config.json` files the caller names ([`credentials`]). The library
 //!   reads no environment variable and no home directory.
-//! - [`copy()`] moves images between registries and [`OciLayout`]s, keeping digests.
+//! - [`copy()`] moves images between registries and [`OciLayout`]s, keeping digests;
+//!   [`Registries`] keeps one client per host, so a copy is one call with two references.
 //! - Every failure is an [`Error`] whose variant says what to do about it.
 //!
 //! ```no_run
@@ -39,6 +40,7 @@ mod listing;
 mod manifest;
 mod progress;
 mod referrers;
+mod registries;
 mod retry;
 mod tls;
 mod transfer;
@@ -56,5 +58,6 @@ pub use listing::{ListOptions, pattern_matches};
 pub use manifest::{Manifest, ManifestInfo, Platform};
 pub use progress::{BlobOutcome, NoProgress, Reporter};
 pub use referrers::fallback_tag;
+pub use registries::{Registries, copy_between};
 pub use retry::RetryPolicy;
 pub use transfer::{BlobSource, PushedBlob, RegistryBlob, ResendPolicy, lives_elsewhere};

@@ -43,7 +43,7 @@ impl LayerSource {
         !matches!(self, LayerSource::Stream(_))
     }
 
-    /// The folder the source archives, if it is one.
+    /// Fails when a folder source is not a folder (checked before anything is uploaded).
     pub(crate) fn check(&self) -> Result<(), BuildError> {
         match self {
             LayerSource::Dir { root, .. } if !root.is_dir() => {
