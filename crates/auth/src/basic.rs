@@ -103,6 +103,9 @@ impl Authenticator for HtpasswdAuthenticator {
             Ok(None) => Err(self.unauthorized("authentication required", needed)),
             Ok(Some(Presented::Basic { user, password })) => {
                 let result = self.checker.check(&user, password.expose()).await;
+                if result == PasswordCheck::Busy {
+                    return Err(AuthError::busy(needed));
+                }
                 if result == PasswordCheck::Ok {
                     Ok(Grant {
                         principal: Principal::User(user),

@@ -20,6 +20,10 @@ pub enum Denial {
     Unauthenticated,
     /// The caller is known and may not do this. Spec code `DENIED`.
     Denied,
+    /// Credentials could not be checked now: too many password checks are waiting. The caller
+    /// should retry shortly (the server answers 429 with `Retry-After`). Spec code
+    /// `TOOMANYREQUESTS`.
+    Busy,
 }
 
 impl Denial {
@@ -28,6 +32,7 @@ impl Denial {
         match self {
             Denial::Unauthenticated => ErrorCode::Unauthorized,
             Denial::Denied => ErrorCode::Denied,
+            Denial::Busy => ErrorCode::TooManyRequests,
         }
     }
 }
@@ -63,6 +68,16 @@ impl AuthError {
             reason: Denial::Unauthenticated,
             message: message.into(),
             www_authenticate: Some(challenge.to_string()),
+            needed: needed.to_vec(),
+        }
+    }
+
+    /// A [`Denial::Busy`] refusal: the password could not be checked now.
+    pub fn busy(needed: &[Scope]) -> Self {
+        AuthError {
+            reason: Denial::Busy,
+            message: "too many sign-ins are being checked at once: retry in a few seconds".into(),
+            www_authenticate: None,
             needed: needed.to_vec(),
         }
     }

@@ -201,6 +201,9 @@ pub enum PasswordCheck {
     WrongPassword,
     /// No such user.
     UnknownUser,
+    /// Not checked: too many checks are running and waiting. Answer "retry shortly", not
+    /// "wrong password".
+    Busy,
 }
 
 impl PasswordCheck {
@@ -210,6 +213,7 @@ impl PasswordCheck {
             PasswordCheck::Ok => "ok",
             PasswordCheck::WrongPassword => "wrong_password",
             PasswordCheck::UnknownUser => "unknown_user",
+            PasswordCheck::Busy => "busy",
         }
     }
 }
@@ -219,9 +223,24 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
 /// Most users remembered at once by default.
 pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
 
+/// Password checks waiting for a slot, per slot, beyond which callers are told to retry.
+const WAITING_PER_SLOT: usize = 16;
+/// Recent failed checks remembered (so that a client retrying the same wrong password costs
+/// no bcrypt run).
+const FAILURES_REMEMBERED: usize = 4096;
+
 struct CacheEntry {
     digest: [u8; 32],
     expires: Instant,
+}
+
+/// Bcrypt runs at once: half the cores (at least one), so that sign-ins never take all the CPU
+/// and never fill the blocking pool that file I/O needs.
+fn default_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() / 2)
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// Checks passwords against an [`Htpasswd`] on the blocking thread pool, remembering successful
@@ -232,12 +251,23 @@ struct CacheEntry {
 /// by user name (not secret) so that the lookup itself does not depend on the password. Entries
 /// expire after the TTL; when full, expired entries are dropped first, then the one closest to
 /// expiry.
+///
+/// Bcrypt is slow by design (cost 12 is about 250 ms of CPU), so checks are bounded: at most
+/// [`PasswordChecker::slots`] run at once, a few per slot may wait, and beyond that a check
+/// answers [`PasswordCheck::Busy`] at once; failed checks are remembered for the TTL by the same
+/// salted digest, so a client repeating a wrong password is answered without bcrypt. A flood of
+/// wrong passwords thus costs at most the slots' CPU, and requests that need no password check
+/// (cached users, anonymous pulls, tokens) are never queued behind it.
 pub struct PasswordChecker {
     htpasswd: Arc<Htpasswd>,
     salt: [u8; 32],
     ttl: Duration,
     capacity: usize,
     cache: Mutex<HashMap<String, CacheEntry>>,
+    failures: Mutex<HashMap<[u8; 32], Instant>>,
+    slots: Arc<tokio::sync::Semaphore>,
+    slot_count: usize,
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for PasswordChecker {
@@ -258,13 +288,43 @@ impl PasswordChecker {
     pub fn with_cache(htpasswd: Htpasswd, ttl: Duration, capacity: usize) -> Self {
         let mut salt = [0u8; 32];
         rand::rng().fill_bytes(&mut salt);
+        let slot_count = default_slots();
         PasswordChecker {
             htpasswd: Arc::new(htpasswd),
             salt,
             ttl,
             capacity,
             cache: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(slot_count)),
+            slot_count,
+            waiting: Default::default(),
         }
+    }
+
+    /// How many bcrypt checks run at once.
+    pub fn slots(&self) -> usize {
+        self.slot_count
+    }
+
+    fn failed_recently(&self, digest: &[u8; 32]) -> bool {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.get(digest).is_some_and(|&t| t > Instant::now())
+    }
+
+    fn remember_failure(&self, digest: [u8; 32]) {
+        if self.capacity == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() >= FAILURES_REMEMBERED {
+            failures.retain(|_, &mut t| t > now);
+            if failures.len() >= FAILURES_REMEMBERED {
+                failures.clear();
+            }
+        }
+        failures.insert(digest, now + self.ttl);
     }
 
     /// The users file.
@@ -323,19 +383,40 @@ impl PasswordChecker {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// Checks a password; bcrypt runs under `tokio::task::spawn_blocking`.
+    /// Checks a password; bcrypt runs under `tokio::task::spawn_blocking`, in one of the
+    /// bounded slots.
     pub async fn check(&self, user: &str, password: &str) -> PasswordCheck {
+        use std::sync::atomic::Ordering;
         let digest = self.digest(user, password);
         if self.cached(user, &digest) {
             return PasswordCheck::Ok;
         }
+        if self.failed_recently(&digest) {
+            return PasswordCheck::WrongPassword;
+        }
+        // Counted while waiting for a slot or running, so that the queue stays short.
+        struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let queued = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        if queued >= self.slot_count * (WAITING_PER_SLOT + 1) {
+            return PasswordCheck::Busy;
+        }
+        let Ok(_slot) = self.slots.clone().acquire_owned().await else {
+            return PasswordCheck::Busy;
+        };
         let htpasswd = Arc::clone(&self.htpasswd);
         let (u, p) = (user.to_owned(), password.to_owned());
         let result = tokio::task::spawn_blocking(move || htpasswd.verify_blocking(&u, &p))
             .await
             .unwrap_or(PasswordCheck::WrongPassword);
-        if result == PasswordCheck::Ok {
-            self.remember(user, digest);
+        match result {
+            PasswordCheck::Ok => self.remember(user, digest),
+            _ => self.remember_failure(digest),
         }
         result
     }
@@ -423,6 +504,44 @@ mod tests {
         }
         assert_eq!(f.verify_blocking("zed", "pw"), PasswordCheck::UnknownUser);
         assert!(f.dummy.starts_with("$2"));
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_checks_is_bounded_and_wrong_passwords_are_remembered() {
+        // Cost 10 (tens of milliseconds a check): no check ends while the flood is queued.
+        let line = format!("alice:{}\n", bcrypt::hash("right", 10).unwrap());
+        let f = Htpasswd::parse(&line, "f").unwrap();
+        let c = PasswordChecker::new(f);
+        assert_eq!(c.check("alice", "right").await, PasswordCheck::Ok);
+        // Many distinct wrong passwords at once: a bounded number is checked, the rest are
+        // told to retry, and a cached user is answered meanwhile.
+        let flood = (0..500).map(|i| {
+            let c = &c;
+            async move { c.check("mallory", &format!("guess-{i}")).await }
+        });
+        let (results, cached) = tokio::join!(futures::future::join_all(flood), async {
+            c.check("alice", "right").await
+        });
+        assert_eq!(cached, PasswordCheck::Ok);
+        let busy = results
+            .iter()
+            .filter(|r| **r == PasswordCheck::Busy)
+            .count();
+        let checked = results.len() - busy;
+        assert!(busy > 0, "nothing was refused");
+        assert!(
+            checked <= c.slots() * (WAITING_PER_SLOT + 1),
+            "{checked} checks ran or waited"
+        );
+        // The same wrong password again is answered from memory, even when the slots are full.
+        let _slots: Vec<_> = (0..c.slots())
+            .map(|_| c.slots.clone().try_acquire_owned().unwrap())
+            .collect();
+        assert_eq!(
+            c.check("mallory", "guess-0").await,
+            PasswordCheck::WrongPassword
+        );
+        assert_eq!(c.check("alice", "right").await, PasswordCheck::Ok);
     }
 
     #[tokio::test]

@@ -239,8 +239,9 @@ fn signing_key_from_pem(pem_text: &[u8], path: &Path) -> Result<SigningKey, Issu
     Err(key_err(path, "no private key block found"))
 }
 
-/// Generates a P-256 key and writes it as PKCS#8 PEM with mode 0600 (never overwriting).
-fn generate_signing_key(path: &Path) -> Result<(), IssuerConfigError> {
+/// A new P-256 signing key as PKCS#8 PEM, for a caller that stores it itself (in shared
+/// storage, say) and hands it to [`Issuer::with_generated_key`].
+pub fn generate_signing_key_pem() -> String {
     let key = loop {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
@@ -248,9 +249,14 @@ fn generate_signing_key(path: &Path) -> Result<(), IssuerConfigError> {
             break k;
         }
     };
-    let pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| key_err(path, e.to_string()))?;
+    key.to_pkcs8_pem(LineEnding::LF)
+        .expect("a P-256 key encodes as PKCS#8")
+        .to_string()
+}
+
+/// Generates a P-256 key and writes it as PKCS#8 PEM with mode 0600 (never overwriting).
+fn generate_signing_key(path: &Path) -> Result<(), IssuerConfigError> {
+    let pem = generate_signing_key_pem();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| key_err(path, format!("cannot create its directory: {e}")))?;
@@ -528,6 +534,49 @@ impl Issuer {
         default_realm: &str,
         generated_key_path: &Path,
     ) -> Result<Self, IssuerConfigError> {
+        let generated = match &config.signing_key {
+            Some(_) => None,
+            None => {
+                if !generated_key_path.exists() {
+                    generate_signing_key(generated_key_path)?;
+                }
+                Some(
+                    std::fs::read(generated_key_path)
+                        .map_err(|e| key_err(generated_key_path, format!("cannot read: {e}")))?,
+                )
+            }
+        };
+        Self::start(
+            config,
+            default_realm,
+            generated.as_deref(),
+            generated_key_path,
+        )
+    }
+
+    /// [`Issuer::new`] with the generated key given as PEM (read by the caller from where it
+    /// keeps it, such as the storage every replica shares, so that all replicas sign with one
+    /// key); `origin` names that place in errors. The config's `signing_key`, when set, wins.
+    pub fn with_generated_key(
+        config: &IssuerConfig,
+        default_realm: &str,
+        generated_pem: &[u8],
+        origin: &str,
+    ) -> Result<Self, IssuerConfigError> {
+        Self::start(
+            config,
+            default_realm,
+            Some(generated_pem),
+            Path::new(origin),
+        )
+    }
+
+    fn start(
+        config: &IssuerConfig,
+        default_realm: &str,
+        generated_pem: Option<&[u8]>,
+        generated_origin: &Path,
+    ) -> Result<Self, IssuerConfigError> {
         config.validate()?;
         let users = match &config.htpasswd {
             Some(p) => Some(PasswordChecker::new(Htpasswd::load(p)?)),
@@ -541,18 +590,14 @@ impl Issuer {
             }
         }
         let access = AccessList::new(&config.access, &config.groups)?;
-        let key_path = match &config.signing_key {
-            Some(p) => p.clone(),
-            None => {
-                if !generated_key_path.exists() {
-                    generate_signing_key(generated_key_path)?;
-                }
-                generated_key_path.to_owned()
+        let key = match (&config.signing_key, generated_pem) {
+            (Some(p), _) => {
+                let pem = std::fs::read(p).map_err(|e| key_err(p, format!("cannot read: {e}")))?;
+                signing_key_from_pem(&pem, p)?
             }
+            (None, Some(pem)) => signing_key_from_pem(pem, generated_origin)?,
+            (None, None) => return Err(key_err(generated_origin, "no signing key")),
         };
-        let pem = std::fs::read(&key_path)
-            .map_err(|e| key_err(&key_path, format!("cannot read: {e}")))?;
-        let key = signing_key_from_pem(&pem, &key_path)?;
         Ok(Issuer {
             realm: config
                 .realm
@@ -621,6 +666,9 @@ impl Issuer {
                     Some(checker) => checker.check(user, password).await,
                     None => PasswordCheck::UnknownUser,
                 };
+                if result == PasswordCheck::Busy {
+                    return Err(IssueError::Unauthorized(AuthError::busy(&[])));
+                }
                 if result != PasswordCheck::Ok {
                     audit::auth_failure("token_endpoint", Some(user), result.reason(), remote);
                     return Err(IssueError::Unauthorized(AuthError::unauthorized(

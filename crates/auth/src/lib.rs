@@ -59,6 +59,7 @@ pub use credentials::{CredentialError, MAX_AUTHORIZATION_LEN, Presented, Secret}
 pub use htpasswd::{Htpasswd, HtpasswdError, PasswordCheck, PasswordChecker};
 pub use issuer::{
     IssueError, Issuer, IssuerConfig, IssuerConfigError, TokenRequest, TokenResponse,
+    generate_signing_key_pem,
 };
 pub use jwt::{
     InsufficientScope, TokenAuthenticator, TokenConfig, TokenConfigError, TokenError, VerifiedToken,

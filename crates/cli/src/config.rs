@@ -43,6 +43,9 @@ pub struct Settings {
     pub log_json: bool,
     /// Trust X-Forwarded-* headers.
     pub trust_forwarded: bool,
+    /// How long a client may leave a connection, request body or response without progress
+    /// (`berth.idletimeout`).
+    pub idle_timeout: std::time::Duration,
     /// TLS certificate and key, when serving HTTPS.
     pub tls: Option<berth_server::TlsFiles>,
     /// Access control.
@@ -218,6 +221,7 @@ struct TlsSection {
 struct BerthSection {
     maxmanifestbytes: Option<Flexible>,
     trustforwardedheaders: Option<Flexible>,
+    idletimeout: Option<String>,
 }
 
 /// A scalar that may come as a YAML bool/number or as an environment string.
@@ -281,14 +285,38 @@ pub fn parse_addr(s: &str) -> anyhow::Result<SocketAddr> {
     })
 }
 
+/// Sections that Distribution also accepts as a bare name: `REGISTRY_AUTH=htpasswd` is
+/// `auth: {htpasswd: {}}`, `REGISTRY_STORAGE=s3` is `storage: {s3: {}}`.
+const NAMED_SECTIONS: &[&str] = &["auth", "storage"];
+
 /// Applies `REGISTRY_A_B_C=value` as `a.b.c = value`, creating maps as needed.
+///
+/// As in Distribution, the variables are applied sorted by name, whatever their order in the
+/// environment, so that a whole section (`REGISTRY_AUTH`) is set before the keys inside it
+/// (`REGISTRY_AUTH_HTPASSWD_PATH`) and never replaces them.
 fn apply_env(tree: &mut Value, vars: impl Iterator<Item = (String, String)>) {
+    let mut vars: Vec<(String, String)> =
+        vars.filter(|(k, _)| k.starts_with("REGISTRY_")).collect();
+    vars.sort();
     for (k, v) in vars {
         let Some(path) = k.strip_prefix("REGISTRY_") else {
             continue;
         };
         let keys: Vec<String> = path.split('_').map(str::to_ascii_lowercase).collect();
         if keys.iter().any(String::is_empty) {
+            continue;
+        }
+        if let [section] = &keys[..]
+            && NAMED_SECTIONS.contains(&section.as_str())
+        {
+            let name = v.trim().to_ascii_lowercase();
+            let mut m = Map::new();
+            if !name.is_empty() {
+                m.insert(name, Value::Object(Map::new()));
+            }
+            tree.as_object_mut()
+                .expect("the config is a map")
+                .insert(section.clone(), Value::Object(m));
             continue;
         }
         let mut node = &mut *tree;
@@ -388,6 +416,13 @@ pub fn load(
         Some(f) => f.as_bool("berth.trustforwardedheaders")?,
         None => true,
     };
+    let idle_timeout = match cfg.berth.idletimeout {
+        Some(t) => match humantime::parse_duration(t.trim()) {
+            Ok(d) if !d.is_zero() => d,
+            _ => bail!("berth.idletimeout: expected a duration such as 60s or 2m, found {t:?}"),
+        },
+        None => berth_server::DEFAULT_IDLE_TIMEOUT,
+    };
     let _ = cfg.http.relativeurls;
     let tls = match (flags.tls.clone(), cfg.http.tls) {
         (Some((certificate, key)), _) => Some(berth_server::TlsFiles { certificate, key }),
@@ -426,6 +461,7 @@ pub fn load(
         log_level: cfg.log.level.unwrap_or_else(|| "info".into()),
         log_json: cfg.log.formatter.as_deref() == Some("json"),
         trust_forwarded,
+        idle_timeout,
         tls,
         auth: auth_settings(cfg.auth, flags.auth_config.clone())?,
     })
@@ -801,6 +837,68 @@ mod tests {
             load(Some(&p), std::iter::empty(), &Overrides::default()).is_err(),
             "no keys"
         );
+    }
+
+    /// The environment of Distribution's deploy guide, in every order.
+    #[test]
+    fn auth_and_storage_named_by_a_bare_variable_in_any_order() {
+        let vars = [
+            ("REGISTRY_AUTH", "htpasswd"),
+            ("REGISTRY_AUTH_HTPASSWD_REALM", "Registry Realm"),
+            ("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd"),
+            ("REGISTRY_STORAGE", "filesystem"),
+            (
+                "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+                "/var/lib/registry",
+            ),
+        ];
+        let orders: Vec<Vec<usize>> = permutations(vars.len());
+        assert_eq!(orders.len(), 120);
+        for order in orders {
+            let env = order
+                .iter()
+                .map(|&i| (vars[i].0.to_string(), vars[i].1.to_string()));
+            let s = load(None, env, &Overrides::default())
+                .unwrap_or_else(|e| panic!("order {order:?}: {e:#}"));
+            assert_eq!(
+                s.auth,
+                AuthSettings::Htpasswd {
+                    realm: "Registry Realm".into(),
+                    path: "/auth/htpasswd".into()
+                },
+                "order {order:?}"
+            );
+            assert_eq!(s.root, std::path::PathBuf::from("/var/lib/registry"));
+        }
+        // A bare name replaces the file's section, as in Distribution.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.yml");
+        std::fs::write(&p, "auth:\n  token:\n    realm: x\n").unwrap();
+        let env = [
+            ("REGISTRY_AUTH_HTPASSWD_PATH", "/h"),
+            ("REGISTRY_AUTH", "htpasswd"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let s = load(Some(&p), env.into_iter(), &Overrides::default()).unwrap();
+        assert!(
+            matches!(s.auth, AuthSettings::Htpasswd { ref path, .. } if path.as_os_str() == "/h")
+        );
+    }
+
+    /// Every order of `0..n`.
+    fn permutations(n: usize) -> Vec<Vec<usize>> {
+        if n == 0 {
+            return vec![vec![]];
+        }
+        let mut out = Vec::new();
+        for p in permutations(n - 1) {
+            for i in 0..=p.len() {
+                let mut q = p.clone();
+                q.insert(i, n - 1);
+                out.push(q);
+            }
+        }
+        out
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use berth_registry::{Registry, RegistryConfig};
-use berth_server::{AccessControl, ServerOptions};
+use berth_server::{AccessControl, ListenOptions, ServerOptions};
 use berth_storage::{FolderStorage, Storage};
 
 use crate::args::ServeArgs;
@@ -21,6 +21,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let settings = config::load(args.config.as_deref(), std::env::vars(), &flags)?;
     crate::logging::init(&settings.log_level, settings.log_json);
+    raise_open_file_limit();
 
     let (storage, redirect): (Arc<dyn Storage>, bool) = match &settings.s3 {
         Some(cfg) => {
@@ -34,6 +35,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let s = FolderStorage::new(&settings.root).with_context(|| {
                 format!("cannot use storage folder {}", settings.root.display())
             })?;
+            spawn_temporary_sweep(s.clone());
             (Arc::new(s), false)
         }
     };
@@ -49,7 +51,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(p) = settings.upload_purging {
         spawn_upload_purger(registry.clone(), p);
     }
-    let access = access_control(&settings)?;
+    let access = access_control(&settings, registry.storage().as_ref()).await?;
     let app = berth_server::router(
         registry,
         ServerOptions {
@@ -66,7 +68,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     berth_server::serve(
         settings.addr,
         app,
-        settings.tls.clone(),
+        ListenOptions {
+            tls: settings.tls.clone(),
+            idle_timeout: settings.idle_timeout,
+        },
         shutdown_signal(),
         move |addr| {
             tracing::info!(%addr, scheme, storage = storage_name, delete_enabled, redirect, "berth registry listening");
@@ -77,9 +82,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Raises the soft limit of open files to the hard one, as Distribution does: every
+/// connection and open blob is a descriptor, and the usual soft default (1,024) is reached by
+/// a few hundred clients.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
+}
+
 /// Builds the authenticator (and token issuer) the settings ask for. Every mistake in the
 /// files is reported here, at start, rather than on the first request.
-fn access_control(settings: &config::Settings) -> anyhow::Result<AccessControl> {
+async fn access_control(
+    settings: &config::Settings,
+    storage: &dyn Storage,
+) -> anyhow::Result<AccessControl> {
     let mut ac = AccessControl::default();
     match &settings.auth {
         AuthSettings::None => {
@@ -128,9 +146,15 @@ fn access_control(settings: &config::Settings) -> anyhow::Result<AccessControl> 
                 settings.addr
             };
             let realm = format!("{scheme}://{host}/token");
-            let key = settings.root.join("berth").join("token-signing-key.pem");
-            let issuer = berth_auth::Issuer::new(&cfg, &realm, &key)
-                .context("cannot start the token issuer")?;
+            let issuer = match &cfg.signing_key {
+                Some(_) => berth_auth::Issuer::new(&cfg, &realm, std::path::Path::new("")),
+                None => {
+                    let pem = shared_signing_key(storage).await?;
+                    let origin = format!("{SIGNING_KEY} in {}", storage.describe());
+                    berth_auth::Issuer::with_generated_key(&cfg, &realm, &pem, &origin)
+                }
+            }
+            .context("cannot start the token issuer")?;
             tracing::info!(
                 realm = issuer.realm(),
                 service = issuer.service(),
@@ -141,6 +165,54 @@ fn access_control(settings: &config::Settings) -> anyhow::Result<AccessControl> 
         }
     }
     Ok(ac)
+}
+
+/// Where the built-in issuer's generated signing key lives in the storage (for a folder,
+/// `<root>/berth/token-signing-key.pem`, where earlier versions kept it).
+const SIGNING_KEY: &str = "berth/token-signing-key.pem";
+
+/// The built-in issuer's signing key, kept in the storage every replica shares: created once
+/// (of replicas starting together one write wins, and all read that one back), so a token
+/// from any replica is accepted by every other.
+async fn shared_signing_key(storage: &dyn Storage) -> anyhow::Result<Vec<u8>> {
+    let read = || async {
+        storage
+            .read(SIGNING_KEY, 64 * 1024)
+            .await
+            .map(|b| b.to_vec())
+    };
+    match read().await {
+        Ok(pem) => return Ok(pem),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context("cannot read the token signing key"));
+        }
+    }
+    let pem = berth_auth::generate_signing_key_pem();
+    if storage
+        .put_if_absent(SIGNING_KEY, pem.into_bytes().into())
+        .await
+        .context("cannot store the generated token signing key")?
+    {
+        tracing::info!(
+            key = SIGNING_KEY,
+            storage = storage.describe(),
+            "generated a new P-256 token signing key"
+        );
+    }
+    read().await.context("cannot read the token signing key")
+}
+
+/// Removes, in the background, the temporary files a killed process left in the folder: those
+/// older than this process (less a short grace, for another process that shares the folder
+/// and is writing one right now).
+fn spawn_temporary_sweep(storage: FolderStorage) {
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
+    tokio::task::spawn_blocking(move || match storage.sweep_temporaries(before) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed temporary files a crash left behind"),
+        Err(e) => tracing::warn!(error = %e, "sweeping temporary files failed"),
+    });
 }
 
 /// Purges abandoned uploads at start and then every `interval`, in the background. With

@@ -23,6 +23,33 @@ use crate::keychain::Keychain;
 use crate::retry::{RetryPolicy, parse_retry_after, retryable_status};
 use crate::tls;
 
+/// Most of an error body read (skopeo reads 1 MiB); its start holds the error code.
+pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Largest token response accepted (skopeo's limit).
+pub(crate) const MAX_TOKEN_BODY: usize = 1024 * 1024;
+/// Largest listing page (tags, catalog) or referrers index accepted.
+pub(crate) const MAX_LISTING_BODY: usize = 16 * 1024 * 1024;
+
+/// Reads at most `limit` bytes of a body; the flag says whether there was more (not read).
+pub(crate) async fn read_prefix(
+    mut resp: Response,
+    limit: usize,
+) -> std::result::Result<(Bytes, bool), reqwest::Error> {
+    if resp.content_length().is_some_and(|l| l > limit as u64) {
+        return Ok((Bytes::new(), true));
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body.freeze(), true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body.freeze(), false))
+}
+
 /// Default chunk size of chunked uploads (4 MiB).
 pub const DEFAULT_CHUNK_SIZE: usize = 4 * 1024 * 1024;
 
@@ -90,16 +117,34 @@ impl Default for ClientOptions {
     }
 }
 
-/// Whether `registry` (`host[:port]`) is `localhost` or a loopback address.
-pub fn is_loopback(registry: &str) -> bool {
-    let host = if let Some(rest) = registry.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
+/// The host of `host[:port]` (IPv6 addresses keep their brackets, as in URLs).
+fn host_part(registry: &str) -> &str {
+    if registry.starts_with('[') {
+        registry.split_inclusive(']').next().unwrap_or("")
     } else {
         registry
             .rsplit_once(':')
             .map(|(h, _)| h)
             .unwrap_or(registry)
-    };
+    }
+}
+
+/// `host[:port]` of a URL, the way registries are named.
+fn url_host_port(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    }
+}
+
+/// Whether `registry` (`host[:port]`) is `localhost` or a loopback address.
+pub fn is_loopback(registry: &str) -> bool {
+    let host = host_part(registry);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     host == "localhost"
         || host.ends_with(".localhost")
         || host
@@ -370,6 +415,16 @@ impl Client {
             message: format!("bad token realm {realm:?}"),
         })?;
         let creds = self.credentials().await?;
+        if creds.is_some() && !self.may_send_credentials_to(&url) {
+            let host = url.host_str().unwrap_or_default();
+            return Err(Error::Authentication {
+                registry: registry.clone(),
+                message: format!(
+                    "the registry sends token requests to {realm}, on another host ({host}) over plain HTTP, so the credentials were not sent there: use an HTTPS token realm, or list {} as an insecure registry to allow it",
+                    url_host_port(&url)
+                ),
+            });
+        }
         let scopes = query_values(scopes, delete);
         let resp = match &creds {
             Some(Credentials::IdentityToken(refresh)) => {
@@ -420,7 +475,9 @@ impl Client {
         }
         .map_err(|e| self.transport_error(e))?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        let body = self
+            .read_capped(resp, MAX_TOKEN_BODY, "token endpoint")
+            .await?;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             let what = if creds.is_some() {
                 "the token service refused the credentials"
@@ -657,6 +714,40 @@ impl Client {
         Err(self.error_from(resp, &what).await)
     }
 
+    /// Whether credentials may go to a token realm: over HTTPS, to the registry's own host, or
+    /// to a host the user listed as insecure. Anything else would hand them in clear text to
+    /// whichever host a registry's 401 names.
+    fn may_send_credentials_to(&self, realm: &reqwest::Url) -> bool {
+        if realm.scheme() == "https" {
+            return true;
+        }
+        let host = realm.host_str().unwrap_or_default();
+        let own = host_part(&self.inner.api_host);
+        host.eq_ignore_ascii_case(own)
+            || self.inner.opts.insecure_registries.iter().any(|h| {
+                h.eq_ignore_ascii_case(&url_host_port(realm)) || h.eq_ignore_ascii_case(host)
+            })
+    }
+
+    /// Reads a body that is not a verified blob (a listing, a token, a referrers index), of at
+    /// most `limit` bytes: a longer one is a protocol error and the rest is never read, so a
+    /// registry that streams without end cannot exhaust memory.
+    pub(crate) async fn read_capped(
+        &self,
+        resp: Response,
+        limit: usize,
+        what: &str,
+    ) -> Result<Bytes> {
+        match read_prefix(resp, limit).await {
+            Ok((body, false)) => Ok(body),
+            Ok((_, true)) => Err(self.protocol(format!(
+                "{what}: the answer is larger than {} KiB, more than any registry sends; stopped reading",
+                limit / 1024
+            ))),
+            Err(e) => Err(self.transport_error(e)),
+        }
+    }
+
     /// The error for a failed response (reads its body for the registry's error code).
     pub(crate) async fn error_from(&self, resp: Response, what: &str) -> Error {
         let status = resp.status().as_u16();
@@ -665,7 +756,11 @@ impl Client {
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = resp.bytes().await.unwrap_or_default();
+        // The first bytes say what went wrong; a body that never ends is not read further.
+        let body = read_prefix(resp, MAX_ERROR_BODY)
+            .await
+            .map(|(b, _)| b)
+            .unwrap_or_default();
         let mut err = Error::from_response(&self.inner.registry, status, &body, what);
         if let (Error::Authentication { registry, message }, Some(w)) = (&err, &www)
             && w.contains("insufficient_scope")
@@ -740,15 +835,7 @@ impl Client {
 
 /// Percent-encodes a query or form value.
 pub(crate) fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    berth_oci::route::percent_encode(s)
 }
 
 #[cfg(test)]

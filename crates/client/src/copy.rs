@@ -282,7 +282,7 @@ pub async fn copy(
     } else {
         top
     };
-    copy_tree(&ctx, &top).await?;
+    copy_tree(&ctx, &top, 0).await?;
     dst.put_manifest(dst_reference, &top).await?;
     opts.reporter.manifest_written(dst_reference, &top.digest);
     ctx.manifests.fetch_add(1, Ordering::Relaxed);
@@ -316,10 +316,22 @@ fn filter_index(index: &Manifest, platforms: &[Platform]) -> Result<Manifest> {
     Manifest::from_bytes(bytes, Some(&index.media_type))
 }
 
-/// Copies everything `manifest` references (not the manifest itself).
-async fn copy_tree(ctx: &Ctx<'_>, manifest: &Manifest) -> Result<()> {
+/// Deepest chain of indexes within indexes a copy follows. Images use one level (an index of
+/// image manifests), rarely two; a registry serving a chain thousands deep would otherwise run
+/// the copy out of stack.
+pub const MAX_INDEX_DEPTH: usize = 16;
+
+/// Copies everything `manifest` references (not the manifest itself); `depth` is how many
+/// indexes lead to it.
+async fn copy_tree(ctx: &Ctx<'_>, manifest: &Manifest, depth: usize) -> Result<()> {
     let parsed = manifest.parse()?;
     if manifest.is_index() {
+        if depth >= MAX_INDEX_DEPTH {
+            return Err(Error::Invalid(format!(
+                "index {} is nested more than {MAX_INDEX_DEPTH} indexes deep; no image needs that, so the copy stopped",
+                manifest.digest
+            )));
+        }
         for child in &parsed.manifests {
             if ctx.dst.has_manifest(&child.digest).await? {
                 continue;
@@ -332,7 +344,7 @@ async fn copy_tree(ctx: &Ctx<'_>, manifest: &Manifest) -> Result<()> {
                     actual: m.digest,
                 });
             }
-            Box::pin(copy_tree(ctx, &m)).await?;
+            Box::pin(copy_tree(ctx, &m, depth + 1)).await?;
             ctx.dst.put_manifest(&child.digest.to_string(), &m).await?;
             ctx.opts
                 .reporter

@@ -49,7 +49,9 @@ mod upload;
 pub use berth_oci::{Digest, Reference};
 pub use blob::BlobStream;
 pub use client::{Client, ClientOptions, DEFAULT_CHUNK_SIZE, UploadMode, is_loopback};
-pub use copy::{CopyOptions, CopyReport, Destination, Platforms, RegistryRepo, Source, copy};
+pub use copy::{
+    CopyOptions, CopyReport, Destination, MAX_INDEX_DEPTH, Platforms, RegistryRepo, Source, copy,
+};
 pub use credentials::Credentials;
 pub use error::{Error, Result};
 pub use keychain::{KeySource, Keychain};

@@ -32,7 +32,7 @@ struct Catalog {
 }
 
 /// The target of a `Link: <url>; rel="next"` header.
-fn next_link(resp: &reqwest::Response) -> Option<String> {
+pub(crate) fn next_link(resp: &reqwest::Response) -> Option<String> {
     let link = resp.headers().get("link")?.to_str().ok()?;
     link.split(',').find_map(|part| {
         let part = part.trim();
@@ -112,7 +112,9 @@ impl Client {
                 .await?;
             let next = next_link(&resp);
             let base = resp.url().clone();
-            let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+            let body = self
+                .read_capped(resp, crate::client::MAX_LISTING_BODY, what)
+                .await?;
             let page = items(&body).ok_or_else(|| {
                 self.protocol(format!(
                     "{what}: not a JSON listing: {}",

@@ -10,6 +10,10 @@ use crate::client::{Client, Req};
 use crate::error::Result;
 use crate::manifest::Manifest;
 
+/// Most pages of a referrers answer followed (a registry that links pages without end stops
+/// here).
+const MAX_REFERRER_PAGES: usize = 1000;
+
 /// The tag the fallback index of `subject`'s referrers lives under.
 pub fn fallback_tag(subject: &Digest) -> String {
     format!("{}-{}", subject.algorithm(), subject.hex())
@@ -29,30 +33,43 @@ impl Client {
         if let Some(t) = artifact_type {
             path.push_str(&format!("?artifactType={}", crate::client::urlencode(t)));
         }
-        let url = self.url(&path).await?;
-        let resp = self
-            .send(Req::new(Method::GET, url, Scope::pull(repo), &what))
-            .await?;
-        let status = resp.status().as_u16();
-        let is_index = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with(mt::OCI_INDEX));
-        let list = if status == 200 && is_index {
-            let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
-            let parsed = ParsedManifest::parse(&body, Some(mt::OCI_INDEX))
-                .map_err(|e| self.protocol(format!("{what}: bad referrers index: {e}")))?;
-            parsed.manifests
-        } else if status == 404 || status == 400 || status == 405 {
-            match self.get_manifest(repo, &fallback_tag(subject)).await {
-                Ok(m) => m.parse()?.manifests,
-                Err(e) if e.is_not_found() => Vec::new(),
-                Err(e) => return Err(e),
+        let mut url = self.url(&path).await?;
+        let mut list = Vec::new();
+        // A registry may split a long list into pages linked with `Link: rel="next"`.
+        for _page in 0..MAX_REFERRER_PAGES {
+            let resp = self
+                .send(Req::new(Method::GET, url.clone(), Scope::pull(repo), &what))
+                .await?;
+            let status = resp.status().as_u16();
+            let is_index = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|c| c.starts_with(mt::OCI_INDEX));
+            if status == 200 && is_index {
+                let next = crate::listing::next_link(&resp);
+                let base = resp.url().clone();
+                let body = self
+                    .read_capped(resp, crate::client::MAX_LISTING_BODY, &what)
+                    .await?;
+                let parsed = ParsedManifest::parse(&body, Some(mt::OCI_INDEX))
+                    .map_err(|e| self.protocol(format!("{what}: bad referrers index: {e}")))?;
+                list.extend(parsed.manifests);
+                match next.and_then(|n| base.join(&n).ok()) {
+                    Some(n) => url = n.to_string(),
+                    None => break,
+                }
+            } else if list.is_empty() && (status == 404 || status == 400 || status == 405) {
+                list = match self.get_manifest(repo, &fallback_tag(subject)).await {
+                    Ok(m) => m.parse()?.manifests,
+                    Err(e) if e.is_not_found() => Vec::new(),
+                    Err(e) => return Err(e),
+                };
+                break;
+            } else {
+                return Err(self.error_from(resp, &what).await);
             }
-        } else {
-            return Err(self.error_from(resp, &what).await);
-        };
+        }
         Ok(match artifact_type {
             Some(t) => list
                 .into_iter()

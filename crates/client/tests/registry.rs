@@ -552,6 +552,28 @@ async fn redirects_never_carry_credentials_to_another_origin() {
 }
 
 #[tokio::test]
+async fn credentials_go_to_a_realm_on_another_host_only_over_https_or_when_allowed() {
+    let backend = DockerRegistry::start(true);
+    let proxy = FrontProxy::start(&backend.addr, Some(("u", "p"))).await;
+    // The 401 names a token service on another host name, over plain HTTP.
+    proxy.faults(|f| f.realm_host = Some("localhost".into()));
+    let c = Client::new(&proxy.addr, opts(Some(("u", "p")))).unwrap();
+    let err = c.get_manifest("r", "v1").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Authentication { message, .. } if message.contains("plain HTTP") && message.contains("not sent")),
+        "{err:?}"
+    );
+    assert_eq!(proxy.seen().tokens_issued.load(Ordering::SeqCst), 0);
+    // Listing the realm's host as insecure allows it.
+    let port = proxy.addr.rsplit(':').next().unwrap();
+    let mut allowed = opts(Some(("u", "p")));
+    allowed.insecure_registries = vec![format!("localhost:{port}")];
+    let c = Client::new(&proxy.addr, allowed).unwrap();
+    push_image(&c, "r", "v1", &["linux/amd64"], 1, 10).await;
+    assert!(proxy.seen().tokens_issued.load(Ordering::SeqCst) >= 1);
+}
+
+#[tokio::test]
 async fn retries_429_and_5xx_honouring_retry_after() {
     let backend = DockerRegistry::start(true);
     let proxy = FrontProxy::start(&backend.addr, None).await;
@@ -778,4 +800,90 @@ impl berth_client::Reporter for Counting {
     fn blob_progress(&self, _d: &Digest, n: u64) {
         self.bytes.fetch_add(n, Ordering::SeqCst);
     }
+}
+
+/// This process's resident memory, in MiB.
+fn rss_mib() -> u64 {
+    berth_test_support::process::rss_mib(std::process::id())
+}
+
+#[tokio::test]
+async fn bodies_that_never_end_are_cut_short() {
+    let backend = DockerRegistry::start(true);
+    let before = rss_mib();
+    let limit = std::time::Duration::from_secs(60);
+    // An error body that never ends: the error still comes (after the retries of a 500).
+    let proxy = FrontProxy::start(&backend.addr, None).await;
+    proxy.faults(|f| f.endless_body = Some(500));
+    let c = Client::new(&proxy.addr, opts(None)).unwrap();
+    let err = tokio::time::timeout(limit, c.get_manifest("x", "v1"))
+        .await
+        .expect("an endless error body was read without end")
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Registry { status: 500, .. }),
+        "{err:?}"
+    );
+    // A listing page that never ends: refused, with a sentence.
+    proxy.faults(|f| f.endless_body = Some(200));
+    let err = tokio::time::timeout(limit, c.tags("x", None))
+        .await
+        .expect("an endless listing was read without end")
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Protocol { message, .. } if message.contains("larger than")),
+        "{err:?}"
+    );
+    // A token response that never ends.
+    let proxy = FrontProxy::start(&backend.addr, Some(("u", "p"))).await;
+    proxy.faults(|f| f.endless_token = true);
+    let c = Client::new(&proxy.addr, opts(Some(("u", "p")))).unwrap();
+    let err = tokio::time::timeout(limit, c.get_manifest("x", "v1"))
+        .await
+        .expect("an endless token response was read without end")
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Protocol { message, .. } if message.contains("token endpoint")),
+        "{err:?}"
+    );
+    let grew = rss_mib().saturating_sub(before);
+    assert!(grew < 100, "memory grew by {grew} MiB");
+}
+
+#[tokio::test]
+async fn index_chains_deeper_than_any_image_are_refused_with_a_sentence() {
+    let reg = DockerRegistry::start(false);
+    let c = Client::new(&reg.addr, opts(None)).unwrap();
+    let mut top = push_image(&c, "deep", "base", &["linux/amd64"], 1, 10).await;
+    // Distribution 2.8 stores an index whose children it holds, so build the chain upwards.
+    let depth = berth_client::MAX_INDEX_DEPTH + 4;
+    for _ in 0..depth {
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{"mediaType": top.media_type, "digest": top.digest.to_string(), "size": top.size()}],
+        });
+        top = Manifest::from_bytes(serde_json::to_vec(&index).unwrap(), None).unwrap();
+        c.put_manifest("deep", &top.digest.to_string(), &top)
+            .await
+            .unwrap();
+    }
+    c.put_manifest("deep", "chain", &top).await.unwrap();
+    let dst = DockerRegistry::start(false);
+    let cd = Client::new(&dst.addr, opts(None)).unwrap();
+    let err = copy(
+        &RegistryRepo::new(c.clone(), "deep"),
+        "chain",
+        &RegistryRepo::new(cd.clone(), "deep"),
+        "chain",
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid(m) if m.contains("nested more than")),
+        "{err:?}"
+    );
+    // Nothing was tagged at the destination.
+    assert!(cd.get_manifest("deep", "chain").await.is_err());
 }

@@ -87,6 +87,52 @@ pub enum ManifestError {
     /// A descriptor is malformed.
     #[error("invalid descriptor in manifest: {0}")]
     Descriptor(String),
+    /// Arrays and objects nest deeper than any manifest needs (and than clients can read).
+    #[error(
+        "manifest JSON nests arrays and objects more than {limit} levels deep: no manifest needs that, and clients cannot read it"
+    )]
+    TooDeep {
+        /// The deepest nesting allowed.
+        limit: usize,
+    },
+}
+
+/// Deepest nesting of JSON arrays and objects a manifest may have: serde_json's own recursion
+/// limit, so that whatever is stored here can be read back as a `serde_json::Value` (Go
+/// clients stop at 10,000). Real manifests nest five or six levels.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// Checks that `bytes` nest arrays and objects at most `limit` levels deep.
+///
+/// Written by hand because serde skips unknown fields without a depth limit (a field nested
+/// 100,000 levels deep parses), and a full `serde_json::Value` parse would allocate the tree
+/// this check exists to refuse. Only brackets outside strings count; the JSON itself is
+/// checked by the parser afterwards.
+pub fn check_json_depth(bytes: &[u8], limit: usize) -> Result<(), ManifestError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return Err(ManifestError::TooDeep { limit });
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A content descriptor: what manifests and indexes say about a blob or a manifest they
@@ -243,6 +289,7 @@ impl ParsedManifest {
     /// Parses manifest bytes. `content_type` is the request's `Content-Type` (parameters are
     /// ignored); when absent or generic, the body's `mediaType` (or its shape) decides.
     pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Self, ManifestError> {
+        check_json_depth(bytes, MAX_JSON_DEPTH)?;
         let raw: RawManifest =
             serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
         let header = content_type
@@ -354,6 +401,37 @@ mod tests {
         format!(
             r#"{{"schemaVersion":2,{mt_field}"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{D}","size":0}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{D}","size":0}}],"subject":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{D}","size":2}}}}"#
         )
+    }
+
+    /// `image` with an unknown field nested `levels` deep (strings with brackets around it).
+    fn nested(levels: usize) -> String {
+        let body = image("");
+        let deep = format!(
+            r#""x":"[{{\"]","deep":{}"s"{},"#,
+            "[".repeat(levels),
+            "]".repeat(levels)
+        );
+        body.replacen('{', &format!("{{{deep}"), 1)
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        // An unknown field nested 100,000 levels: serde would skip it and accept the manifest.
+        let e = ParsedManifest::parse(nested(100_000).as_bytes(), None).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ManifestError::TooDeep {
+                    limit: MAX_JSON_DEPTH
+                }
+            ),
+            "{e}"
+        );
+        // One level under the limit (the manifest object itself is one level) is fine, and
+        // brackets inside strings do not count.
+        let m = ParsedManifest::parse(nested(MAX_JSON_DEPTH - 1).as_bytes(), None).unwrap();
+        assert_eq!(m.layers.len(), 1);
+        assert!(ParsedManifest::parse(nested(MAX_JSON_DEPTH).as_bytes(), None).is_err());
     }
 
     #[test]

@@ -166,6 +166,20 @@ impl fmt::Display for Route {
     }
 }
 
+/// Encodes every byte but the unreserved ones (`A-Z a-z 0-9 - _ . ~`) as `%XX`, for a query
+/// value.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Decodes `%XX` escapes; invalid escapes are kept as they are, invalid UTF-8 is replaced.
 pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();

@@ -82,6 +82,11 @@ impl From<StorageError> for RegistryError {
 }
 
 impl RegistryError {
+    /// Whether the storage backend ran out of space (the server answers 507).
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, RegistryError::Storage(e) if e.is_full())
+    }
+
     /// The spec error code for this error.
     pub fn code(&self) -> ErrorCode {
         use RegistryError::*;

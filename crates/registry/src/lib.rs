@@ -27,7 +27,8 @@ use std::sync::{Arc, Mutex};
 pub use berth_storage::{ByteStream, FolderStorage, Storage};
 pub use blobs::{BlobInfo, BlobRead};
 pub use error::{RegistryError, Result};
-pub use manifests::{PutManifest, StoredManifest};
+pub use manifests::{MAX_TAGS_PER_PUSH, PutManifest, StoredManifest};
+pub use referrers::{MAX_REFERRER_ENTRY, REFERRERS_PAGE, ReferrersPage};
 pub use uploads::UploadStatus;
 
 /// Behaviour switches of a registry.
@@ -59,8 +60,14 @@ pub struct Registry {
     config: RegistryConfig,
     /// Serializes requests on the same upload inside this process, so that two PATCHes to one
     /// upload cannot interleave their bytes.
-    upload_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    upload_locks: UploadLocks,
+    /// Whether the last write found the storage full (so that it is logged once per episode).
+    full: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// Per-upload locks of this process, by upload id; an entry lives only while a request holds or
+/// waits for it.
+type UploadLocks = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
 
 impl Registry {
     /// A registry over `storage`.
@@ -69,6 +76,7 @@ impl Registry {
             storage,
             config,
             upload_locks: Arc::default(),
+            full: Arc::default(),
         }
     }
 
@@ -80,6 +88,27 @@ impl Registry {
     /// The storage backend.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// Notes what a write found: the first failure for lack of space after a success is logged
+    /// (not every request of a full disk), and so is the first success after it.
+    fn observe_space<T>(&self, r: Result<T>) -> Result<T> {
+        use std::sync::atomic::Ordering;
+        match &r {
+            Err(e) if e.is_storage_full() && !self.full.swap(true, Ordering::SeqCst) => {
+                tracing::error!(
+                    storage = self.storage.describe(),
+                    "the storage is full: pushes fail with 507 until space is freed"
+                );
+            }
+            Ok(_)
+                if self.full.load(Ordering::SeqCst) && self.full.swap(false, Ordering::SeqCst) =>
+            {
+                tracing::info!("the storage has room again: pushes succeed");
+            }
+            _ => {}
+        }
+        r
     }
 
     fn check_delete(&self) -> Result<()> {

@@ -24,7 +24,13 @@ pub struct PutManifest {
     pub digest: Digest,
     /// The subject, when the manifest declares one (for the `OCI-Subject` header).
     pub subject: Option<Digest>,
+    /// The tags the push created or moved (the reference, if a tag, and any extra tags).
+    pub tags: Vec<String>,
 }
+
+/// Most tags one manifest PUT may create (`?tag=` parameters; the spec's draft asks for at
+/// least 10).
+pub const MAX_TAGS_PER_PUSH: usize = 100;
 
 /// What a manifest reference names: a tag or a digest.
 enum Target {
@@ -42,6 +48,14 @@ fn parse_reference(reference: &str) -> Result<Target> {
         berth_oci::validate_tag(reference)
             .map(|_| Target::Tag(reference.to_owned()))
             .map_err(|e| RegistryError::TagInvalid(e.to_string()))
+    }
+}
+
+/// At most 128 characters of a reference, for messages (a made-up reference can be 64 KB).
+fn shorten(reference: &str) -> String {
+    match reference.char_indices().nth(128) {
+        Some((i, _)) => format!("{}...", &reference[..i]),
+        None => reference.to_owned(),
     }
 }
 
@@ -82,9 +96,20 @@ impl Registry {
     }
 
     /// Resolves a tag or digest to the digest of a manifest revision in the repository.
+    ///
+    /// A reference that is no valid tag names no manifest: it is reported unknown (the spec's
+    /// 404 for GET and HEAD, as Distribution answers), not invalid; PUT refuses it instead.
     pub async fn resolve(&self, name: &str, reference: &str) -> Result<Digest> {
         check_name(name)?;
-        let target = parse_reference(reference)?;
+        let target = match parse_reference(reference) {
+            Err(RegistryError::TagInvalid(why)) => {
+                return Err(RegistryError::ManifestUnknown(format!(
+                    "{} ({why})",
+                    shorten(reference)
+                )));
+            }
+            other => other?,
+        };
         let digest = match target {
             Target::Digest(d) => d,
             Target::Tag(t) => match self.read_link(&paths::tag_current(name, &t)).await? {
@@ -147,8 +172,54 @@ impl Registry {
         content_type: Option<&str>,
         bytes: Bytes,
     ) -> Result<PutManifest> {
+        self.put_manifest_tagged(name, reference, content_type, bytes, &[])
+            .await
+    }
+
+    /// [`Registry::put_manifest`] that also points `tags` at the manifest (the draft spec's
+    /// `PUT /v2/<name>/manifests/<digest>?tag=<tag>&tag=...`). Every tag is checked before
+    /// anything is written; a manifest pushed by a sha512 digest is tagged with that digest.
+    pub async fn put_manifest_tagged(
+        &self,
+        name: &str,
+        reference: &str,
+        content_type: Option<&str>,
+        bytes: Bytes,
+        tags: &[String],
+    ) -> Result<PutManifest> {
+        let r = self
+            .put_manifest_unobserved(name, reference, content_type, bytes, tags)
+            .await;
+        self.observe_space(r)
+    }
+
+    async fn put_manifest_unobserved(
+        &self,
+        name: &str,
+        reference: &str,
+        content_type: Option<&str>,
+        bytes: Bytes,
+        extra_tags: &[String],
+    ) -> Result<PutManifest> {
         check_name(name)?;
         let target = parse_reference(reference)?;
+        if extra_tags.len() > MAX_TAGS_PER_PUSH {
+            return Err(RegistryError::TagInvalid(format!(
+                "{} tag parameters: at most {MAX_TAGS_PER_PUSH} tags can be set in one push",
+                extra_tags.len()
+            )));
+        }
+        let mut tags: Vec<String> = Vec::new();
+        if let Target::Tag(t) = &target {
+            tags.push(t.clone());
+        }
+        for t in extra_tags {
+            berth_oci::validate_tag(t)
+                .map_err(|e| RegistryError::TagInvalid(format!("tag parameter: {e}")))?;
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
         if bytes.len() as u64 > self.config.max_manifest_bytes {
             return Err(RegistryError::TooLarge {
                 what: "manifest",
@@ -177,6 +248,14 @@ impl Registry {
             ));
         }
         self.check_references(name, &parsed).await?;
+        let referrer_entry = match &parsed.subject {
+            Some(_) => Some(crate::referrers::referrer_entry(
+                &parsed,
+                &digest,
+                bytes.len() as u64,
+            )?),
+            None => None,
+        };
 
         let data = paths::blob_data(&digest);
         if !self.exists(&data).await? {
@@ -193,20 +272,23 @@ impl Registry {
             .await?;
         self.write_link(&paths::revision_link(name, &digest), &digest)
             .await?;
-        if let Some(subject) = &parsed.subject {
-            self.add_referrer(name, &subject.digest, &digest, &parsed, bytes.len() as u64)
+        if let (Some(subject), Some(entry)) = (&parsed.subject, referrer_entry) {
+            self.add_referrer(name, &subject.digest, &digest, entry)
                 .await?;
         }
-        if let Target::Tag(tag) = &target {
-            self.write_link(&paths::tag_index(name, tag, &digest), &digest)
-                .await?;
+        for tag in &tags {
+            // The current link first: a tag whose folder exists must resolve (a crash between
+            // the two writes leaves only the index entry missing, which resolving never reads).
             self.write_link(&paths::tag_current(name, tag), &digest)
                 .await?;
+            self.write_link(&paths::tag_index(name, tag, &digest), &digest)
+                .await?;
         }
-        tracing::info!(repository = name, reference, digest = %digest, "manifest pushed");
+        tracing::info!(repository = name, reference, digest = %digest, tags = tags.len(), "manifest pushed");
         Ok(PutManifest {
             digest,
             subject: parsed.subject.map(|s| s.digest),
+            tags,
         })
     }
 

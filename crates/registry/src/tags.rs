@@ -21,13 +21,36 @@ impl Registry {
     /// Every tag of a repository, unsorted.
     pub(crate) async fn all_tags(&self, name: &str) -> Result<Vec<String>> {
         match self.storage.list(&paths::tags(name)).await {
-            Ok(v) => Ok(v
-                .into_iter()
-                .filter(|t| berth_oci::validate_tag(t).is_ok())
-                .collect()),
+            Ok(v) => self.live_tags(name, v).await,
             Err(e) if e.is_not_found() => Ok(vec![]),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The valid tag names of a listing whose tag resolves. A tag is written link first
+    /// (`current/link`, then its index entry), so on an object store a listed tag always has
+    /// its link; a local folder can hold a tag folder that a crash left without one (the
+    /// folder is made before the link is renamed into it), so there each link is checked, a
+    /// `stat` per tag.
+    async fn live_tags(&self, name: &str, listed: Vec<String>) -> Result<Vec<String>> {
+        use futures::StreamExt as _;
+        let valid = listed
+            .into_iter()
+            .filter(|t| berth_oci::validate_tag(t).is_ok());
+        if !self.storage.lists_empty_folders() {
+            return Ok(valid.collect());
+        }
+        let checked: Vec<Result<Option<String>>> = futures::stream::iter(valid)
+            .map(|t| async move {
+                Ok(self
+                    .exists(&paths::tag_current(name, &t))
+                    .await?
+                    .then_some(t))
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        checked.into_iter().filter_map(Result::transpose).collect()
     }
 
     /// Tags of a repository in lexical order; the bool says whether more follow.
@@ -39,14 +62,11 @@ impl Registry {
     ) -> Result<(Vec<String>, bool)> {
         check_name(name)?;
         // A repository with no tags folder and no manifests or blobs (abandoned uploads at
-        // most) is unknown, and a tag is listed when its folder exists; tag deletion removes
-        // the whole folder, so this needs no per-tag read (it matters for repositories with
-        // thousands of tags).
+        // most) is unknown, and a tag is listed when its folder holds its link; tag deletion
+        // removes the whole folder, so object stores need no per-tag read (it matters for
+        // repositories with thousands of tags).
         let tags = match self.storage.list(&paths::tags(name)).await {
-            Ok(v) => v
-                .into_iter()
-                .filter(|t| berth_oci::validate_tag(t).is_ok())
-                .collect(),
+            Ok(v) => self.live_tags(name, v).await?,
             // Object stores keep no empty folders: once its last tag (or manifest) is deleted,
             // a repository that still holds manifests or blobs lists no tags, as it does on a
             // folder, rather than becoming unknown.

@@ -32,17 +32,49 @@ fn check_id(id: &str) -> Result<()> {
     }
 }
 
-impl Registry {
-    fn upload_lock(&self, id: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.upload_locks.lock().expect("upload lock map poisoned");
-        map.entry(id.to_owned()).or_default().clone()
-    }
+/// This process's lock of one upload; dropping it removes the map entry when nobody else
+/// holds or waits for it.
+struct UploadLock {
+    locks: crate::UploadLocks,
+    id: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
 
-    fn forget_upload_lock(&self, id: &str) {
-        self.upload_locks
-            .lock()
-            .expect("upload lock map poisoned")
-            .remove(id);
+impl Drop for UploadLock {
+    fn drop(&mut self) {
+        let mut map = self.locks.lock().expect("upload lock map poisoned");
+        // Clones are made only under the map's lock, so the count read here is exact: one
+        // for the map's own entry means no other holder or waiter.
+        self.guard = None;
+        if map
+            .get(&self.id)
+            .is_some_and(|m| std::sync::Arc::strong_count(m) == 1)
+        {
+            map.remove(&self.id);
+        }
+    }
+}
+
+impl Registry {
+    /// Takes this process's lock of an upload, after checking the name and id: only a
+    /// well-formed id gets an entry in the lock map, and the entry goes when its last holder
+    /// or waiter does, so that requests for made-up ids leave nothing behind.
+    async fn lock_upload(&self, name: &str, id: &str) -> Result<UploadLock> {
+        check_name(name)?;
+        check_id(id)?;
+        let mutex = {
+            let mut map = self.upload_locks.lock().expect("upload lock map poisoned");
+            map.entry(id.to_owned()).or_default().clone()
+        };
+        // Made before waiting, so that a request dropped while it waits (its client went away)
+        // still removes the entry.
+        let mut lock = UploadLock {
+            locks: self.upload_locks.clone(),
+            id: id.to_owned(),
+            guard: None,
+        };
+        lock.guard = Some(mutex.lock_owned().await);
+        Ok(lock)
     }
 
     /// Starts an upload session.
@@ -146,7 +178,27 @@ impl Registry {
 
     /// Streams `body` onto the upload at `offset`, saves the hash state and commits the data;
     /// returns the new offset and hash state.
+    /// Appends the body to the upload (its lock held). When the storage is full the upload is
+    /// discarded, so that its space is freed at once rather than after the purge age.
     async fn append(
+        &self,
+        name: &str,
+        id: &str,
+        offset: u64,
+        h: Hasher,
+        expected_len: Option<u64>,
+        body: ByteStream,
+    ) -> Result<(u64, Hasher)> {
+        let r = self
+            .append_unobserved(name, id, offset, h, expected_len, body)
+            .await;
+        if r.as_ref().is_err_and(RegistryError::is_storage_full) {
+            let _ = self.cancel_upload_locked(name, id).await;
+        }
+        self.observe_space(r)
+    }
+
+    async fn append_unobserved(
         &self,
         name: &str,
         id: &str,
@@ -196,8 +248,7 @@ impl Registry {
         expected_len: Option<u64>,
         body: ByteStream,
     ) -> Result<UploadStatus> {
-        let lock = self.upload_lock(id);
-        let _guard = lock.lock().await;
+        let _lock = self.lock_upload(name, id).await?;
         let (offset, h) = self.load_state(name, id).await?;
         if let Some(s) = start
             && s != offset
@@ -244,8 +295,7 @@ impl Registry {
             None => Some(parse_digest(digest)?),
             Some(_) => None,
         };
-        let lock = self.upload_lock(id);
-        let _guard = lock.lock().await;
+        let _lock = self.lock_upload(name, id).await?;
         let (mut offset, mut h) = self.load_state(name, id).await?;
         if let Some(s) = start
             && s != offset
@@ -294,7 +344,6 @@ impl Registry {
         self.write_link(&paths::layer_link(name, &expected), &expected)
             .await?;
         self.delete_quiet(&paths::upload_dir(name, id)).await?;
-        self.forget_upload_lock(id);
         tracing::info!(repository = name, digest = %expected, size = offset, "blob pushed");
         Ok(BlobInfo {
             digest: expected,
@@ -320,15 +369,13 @@ impl Registry {
 
     /// Cancels an upload and removes its data.
     pub async fn cancel_upload(&self, name: &str, id: &str) -> Result<()> {
-        let lock = self.upload_lock(id);
-        let _guard = lock.lock().await;
+        let _lock = self.lock_upload(name, id).await?;
         self.load_state(name, id).await?;
         self.cancel_upload_locked(name, id).await
     }
 
     async fn cancel_upload_locked(&self, name: &str, id: &str) -> Result<()> {
         self.delete_quiet(&paths::upload_dir(name, id)).await?;
-        self.forget_upload_lock(id);
         Ok(())
     }
 
@@ -408,5 +455,74 @@ impl Registry {
             }
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{FolderStorage, RegistryConfig};
+
+    fn empty() -> ByteStream {
+        Box::pin(futures::stream::empty())
+    }
+
+    #[tokio::test]
+    async fn requests_for_made_up_uploads_leave_no_lock_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Registry::new(
+            Arc::new(FolderStorage::new(dir.path()).unwrap()),
+            RegistryConfig::default(),
+        );
+        let long = "x".repeat(60_000);
+        let unknown = uuid::Uuid::new_v4().hyphenated().to_string();
+        for id in [long.as_str(), "not-a-uuid", unknown.as_str()] {
+            for _ in 0..100 {
+                assert!(r.write_upload("a", id, None, None, empty()).await.is_err());
+                assert!(r.finish_upload("a", id, "sha256:00", None).await.is_err());
+                assert!(r.cancel_upload("a", id).await.is_err());
+            }
+        }
+        // A real upload's lock goes once its requests are done, finished or not.
+        let up = r.start_upload("a").await.unwrap();
+        let chunk: ByteStream = Box::pin(futures::stream::iter([Ok(Bytes::from_static(b"abc"))]));
+        r.write_upload("a", &up.id, Some(0), Some(3), chunk)
+            .await
+            .unwrap();
+        assert_eq!(r.upload_locks.lock().unwrap().len(), 0);
+        let digest = Digest::sha256_of(b"abc").to_string();
+        r.finish_upload("a", &up.id, &digest, None).await.unwrap();
+        assert_eq!(r.upload_locks.lock().unwrap().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_while_waiting_for_the_lock_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Registry::new(
+            Arc::new(FolderStorage::new(dir.path()).unwrap()),
+            RegistryConfig::default(),
+        );
+        let up = r.start_upload("a").await.unwrap();
+        // Hold the lock, and abandon many waiters for other ids (their clients went away).
+        let held = r.lock_upload("a", &up.id).await.unwrap();
+        for _ in 0..1000 {
+            let id = uuid::Uuid::new_v4().hyphenated().to_string();
+            let first = r.lock_upload("a", &id).await.unwrap();
+            let mut waiter = Box::pin(r.lock_upload("a", &id));
+            // Polled once (it queues); the holder finishes, then the waiter is dropped before
+            // it was polled again.
+            assert!(futures::FutureExt::now_or_never(&mut waiter).is_none());
+            drop(first);
+            drop(waiter);
+        }
+        assert_eq!(
+            r.upload_locks.lock().unwrap().len(),
+            1,
+            "only the held lock"
+        );
+        drop(held);
+        assert_eq!(r.upload_locks.lock().unwrap().len(), 0);
     }
 }

@@ -294,6 +294,27 @@ impl Storage for S3Storage {
         Ok(())
     }
 
+    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool> {
+        let key = self.key(path)?;
+        let opts = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        // A conditional PUT (`If-None-Match: *`): the store refuses it when the key exists.
+        match self
+            .store
+            .put_opts(&key, PutPayload::from(data), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(map_err(path, e)),
+        }
+    }
+
     async fn list(&self, path: &str) -> Result<Vec<String>> {
         let key = self.key(path)?;
         let res = self

@@ -41,9 +41,13 @@ enum BodyShape {
 fn denial_status(reason: Denial) -> StatusCode {
     match reason {
         Denial::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Denial::Busy => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::FORBIDDEN,
     }
 }
+
+/// Seconds a client is asked to wait when password checks are saturated.
+const BUSY_RETRY_AFTER: &str = "2";
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
@@ -52,6 +56,9 @@ impl From<AuthError> for ApiError {
         err.body = BodyShape::Registry { detail: e.detail() };
         if let Some(c) = &e.www_authenticate {
             err = err.with_header(header::WWW_AUTHENTICATE, c);
+        }
+        if e.reason == Denial::Busy {
+            err = err.with_header(header::RETRY_AFTER, BUSY_RETRY_AFTER);
         }
         err
     }
@@ -70,6 +77,9 @@ impl From<IssueError> for ApiError {
         err.body = BodyShape::Token(e.body());
         if let Some(c) = e.www_authenticate() {
             err = err.with_header(header::WWW_AUTHENTICATE, c);
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            err = err.with_header(header::RETRY_AFTER, BUSY_RETRY_AFTER);
         }
         err
     }
@@ -106,6 +116,14 @@ impl ApiError {
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         let code = e.code();
+        if e.is_storage_full() {
+            // No spec code says "full"; 507 says it to any HTTP client, the sentence to people.
+            return ApiError::new(
+                code,
+                "the registry's storage is full: nothing was stored; push again once space is freed",
+            )
+            .with_status(StatusCode::INSUFFICIENT_STORAGE);
+        }
         if code == ErrorCode::Unknown {
             // Log the real cause; answer a short message without internal paths.
             let mut chain = e.to_string();

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod auth;
+mod conn;
 mod error;
 mod handlers;
 mod headers;
@@ -29,7 +30,7 @@ use berth_registry::Registry;
 pub use auth::AccessControl;
 pub use berth_oci::Route;
 pub use error::ApiError;
-pub use listen::{ListenError, TlsFiles, serve};
+pub use listen::{DEFAULT_IDLE_TIMEOUT, ListenError, ListenOptions, TlsFiles, serve};
 
 /// Options of the HTTP layer.
 #[derive(Clone, Default, Debug)]
@@ -74,7 +75,7 @@ pub fn router(registry: Registry, options: ServerOptions) -> Router {
 /// Adds the API version header to every response and logs one line per request.
 async fn access_log_and_version(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let path = logged_target(req.uri());
     let started = std::time::Instant::now();
     let mut res = next.run(req).await;
     res.headers_mut().insert(
@@ -90,4 +91,77 @@ async fn access_log_and_version(req: Request, next: Next) -> Response {
         "request"
     );
     res
+}
+
+/// Longest request target written to the access log; the rest is cut (paths can be 64 KB).
+const MAX_LOGGED_TARGET: usize = 1024;
+
+/// Query parameters whose values are secrets, masked in the access log.
+const SECRET_PARAMS: &[&str] = &[
+    "password",
+    "token",
+    "access_token",
+    "refresh_token",
+    "client_secret",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "signature",
+];
+
+/// The path and query string as the access log shows them: secret values masked, cut to
+/// [`MAX_LOGGED_TARGET`] bytes.
+fn logged_target(uri: &http::Uri) -> String {
+    let mut out = uri.path().to_owned();
+    if let Some(q) = uri.query() {
+        out.push('?');
+        for (i, pair) in q.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((k, _)) if SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s)) => {
+                    out.push_str(k);
+                    out.push_str("=***");
+                }
+                _ => out.push_str(pair),
+            }
+        }
+    }
+    if out.len() > MAX_LOGGED_TARGET {
+        let mut cut = MAX_LOGGED_TARGET;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let total = out.len();
+        out.truncate(cut);
+        out.push_str(&format!("...({total} bytes)"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod logged_target_tests {
+    use super::logged_target;
+
+    #[test]
+    fn the_query_is_logged_with_secrets_masked() {
+        let uri: http::Uri = "/v2/a/blobs/uploads/?mount=sha256:ab&from=b&password=hunter2&Token=t"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            logged_target(&uri),
+            "/v2/a/blobs/uploads/?mount=sha256:ab&from=b&password=***&Token=***"
+        );
+    }
+
+    #[test]
+    fn long_targets_are_cut() {
+        let uri: http::Uri = format!("/v2/{}/tags/list", "a".repeat(60_000))
+            .parse()
+            .unwrap();
+        let logged = logged_target(&uri);
+        assert!(logged.len() < 1100, "{}", logged.len());
+        assert!(logged.ends_with("...(60014 bytes)"), "{logged}");
+    }
 }

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+
+use crate::conn::GuardAcceptor;
 
 /// Certificate and key files (PEM).
 #[derive(Debug, Clone)]
@@ -16,6 +20,30 @@ pub struct TlsFiles {
     pub certificate: PathBuf,
     /// Private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+}
+
+/// How the server listens.
+#[derive(Debug, Clone)]
+pub struct ListenOptions {
+    /// Serve HTTPS with these files (plain HTTP when `None`).
+    pub tls: Option<TlsFiles>,
+    /// How long a client may leave a connection, a request body or a response without
+    /// progress before it is cut (see the `conn` module); also the limit for sending request
+    /// headers.
+    pub idle_timeout: Duration,
+}
+
+/// The default of [`ListenOptions::idle_timeout`] (nginx's `client_body_timeout` and
+/// `send_timeout` are 60 s too).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            tls: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
 }
 
 /// Why the server could not run.
@@ -61,7 +89,7 @@ fn mtimes(t: &TlsFiles) -> Option<(SystemTime, SystemTime)> {
 pub async fn serve(
     addr: SocketAddr,
     app: Router,
-    tls: Option<TlsFiles>,
+    options: ListenOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(SocketAddr) + Send + 'static,
 ) -> Result<(), ListenError> {
@@ -78,13 +106,13 @@ pub async fn serve(
         }
     });
     let make = app.into_make_service_with_connect_info::<SocketAddr>();
-    let res = match tls {
+    let guard = GuardAcceptor {
+        idle: options.idle_timeout,
+    };
+    let res = match options.tls {
         None => {
-            let mut server = axum_server::bind(addr).handle(handle);
-            server
-                .http_builder()
-                .http2()
-                .max_header_list_size(MAX_HTTP2_HEADER_LIST);
+            let mut server = axum_server::bind(addr).handle(handle).acceptor(guard);
+            configure(server.http_builder(), options.idle_timeout);
             server.serve(make).await
         }
         Some(files) => {
@@ -98,15 +126,21 @@ pub async fn serve(
                     source,
                 })?;
             spawn_reloader(config.clone(), files);
-            let mut server = axum_server::bind_rustls(addr, config).handle(handle);
-            server
-                .http_builder()
-                .http2()
-                .max_header_list_size(MAX_HTTP2_HEADER_LIST);
+            // The guard sits under TLS, so a client that stalls the handshake is cut too.
+            let acceptor = RustlsAcceptor::new(config).acceptor(guard);
+            let mut server = axum_server::bind(addr).handle(handle).acceptor(acceptor);
+            configure(server.http_builder(), options.idle_timeout);
             server.serve(make).await
         }
     };
     res.map_err(|source| ListenError::Io { addr, source })
+}
+
+/// HTTP settings shared by both transports.
+fn configure(b: &mut Builder<TokioExecutor>, idle: Duration) {
+    // A client must send its request headers within the idle limit (slowloris).
+    b.http1().timer(TokioTimer::new()).header_read_timeout(idle);
+    b.http2().max_header_list_size(MAX_HTTP2_HEADER_LIST);
 }
 
 /// Largest HTTP/2 header block accepted (HPACK-decoded size).

@@ -21,6 +21,15 @@ pub enum StorageError {
     /// A range starts beyond the end of the object, or a writer offset beyond its size.
     #[error("range or offset beyond the end of {0}")]
     InvalidRange(String),
+    /// The backend has no space left (or the quota is used up).
+    #[error("the storage is full (writing {path})")]
+    Full {
+        /// The key.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The backend failed.
     #[error("storage I/O failed on {path}")]
     Io {
@@ -33,16 +42,31 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// Wraps an I/O error, turning `NotFound` into [`StorageError::NotFound`].
+    /// Wraps an I/O error, turning `NotFound` into [`StorageError::NotFound`] and a full disk
+    /// or quota into [`StorageError::Full`].
     pub fn io(path: &str, source: std::io::Error) -> Self {
-        if source.kind() == std::io::ErrorKind::NotFound {
+        use std::io::ErrorKind;
+        if source.kind() == ErrorKind::NotFound {
             StorageError::NotFound(path.to_owned())
+        } else if matches!(
+            source.kind(),
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded
+        ) {
+            StorageError::Full {
+                path: path.to_owned(),
+                source,
+            }
         } else {
             StorageError::Io {
                 path: path.to_owned(),
                 source,
             }
         }
+    }
+
+    /// Whether this is [`StorageError::Full`].
+    pub fn is_full(&self) -> bool {
+        matches!(self, StorageError::Full { .. })
     }
 
     /// Whether this is [`StorageError::NotFound`].

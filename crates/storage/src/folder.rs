@@ -3,8 +3,9 @@
 //! Small objects are written to a hidden temporary file in the same directory, fsynced and
 //! renamed into place, then the directory is fsynced, so a killed process leaves either the old
 //! object or the new one. Append writers gather [`WRITE_BUFFER`] bytes at a time and hand them to
-//! a blocking thread; readers are fed by a read-ahead thread. The async workers never wait on the
-//! disk, and memory per transfer stays at a few buffers.
+//! a disk task; readers are fed by a read-ahead task. Each disk access is one short blocking
+//! call: the async workers never wait on the disk, no blocking thread ever waits on a client
+//! (however slow it sends or reads), and memory per transfer stays at a few buffers.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -24,7 +25,7 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// Size of the reads that feed a GET.
 const READ_CHUNK: usize = 1 << 20;
 /// Blocks a reader may have read ahead of the consumer.
-const READ_AHEAD: usize = 4;
+const READ_AHEAD: usize = 2;
 
 /// Storage in a local folder, laid out exactly as the keys say.
 #[derive(Debug, Clone)]
@@ -66,6 +67,41 @@ impl FolderStorage {
         &self.root
     }
 
+    /// Removes the temporary files (of atomic puts) that a killed process left anywhere under
+    /// the root, those last modified before `before`; returns how many. Blocking: it walks the
+    /// whole tree, so run it on a blocking thread. A crash leaves them behind, and nothing
+    /// else ever would (they are renamed into place or removed on failure); `list` already
+    /// hides them, so this only frees the space.
+    pub fn sweep_temporaries(&self, before: std::time::SystemTime) -> std::io::Result<usize> {
+        let mut removed = 0;
+        let mut dirs = vec![self.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                // Removed meanwhile (a delete of a repository, say).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    dirs.push(entry.path());
+                } else if kind.is_file()
+                    && entry.file_name().to_string_lossy().starts_with(TMP_PREFIX)
+                    && entry.metadata()?.modified()? < before
+                {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     fn full(&self, path: &str) -> Result<PathBuf> {
         check_key(path)?;
         Ok(self.root.join(path))
@@ -79,6 +115,26 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
             path: String::new(),
             source: std::io::Error::other(e),
         })?
+}
+
+/// Reads exactly `want` bytes at the file's position (an object that shrinks is an error).
+fn read_block(mut f: &std::fs::File, want: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; want];
+    let mut got = 0;
+    while got < want {
+        match f.read(&mut buf[got..]) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "object shrank while being read",
+                ));
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(buf)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -102,10 +158,45 @@ fn put_atomic(key: &str, full: &Path, data: &[u8]) -> Result<()> {
     res.map_err(|e| StorageError::io(key, e))
 }
 
+/// Creates `full` with `data` unless it exists: the content goes to an owner-only temporary
+/// file, is synced, and is hard-linked into place, which fails if the name exists (unlike a
+/// rename, which replaces), so concurrent callers cannot both win.
+fn put_if_absent(key: &str, full: &Path, data: &[u8]) -> Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = full.parent().expect("keys have a parent under the root");
+    std::fs::create_dir_all(dir).map_err(|e| StorageError::io(key, e))?;
+    let tmp = dir.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4()));
+    let res = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        let created = match std::fs::hard_link(&tmp, full) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(e),
+        };
+        std::fs::remove_file(&tmp)?;
+        sync_dir(dir)?;
+        Ok(created)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res.map_err(|e| StorageError::io(key, e))
+}
+
 #[async_trait]
 impl Storage for FolderStorage {
     fn describe(&self) -> String {
         format!("folder {}", self.root.display())
+    }
+
+    fn lists_empty_folders(&self) -> bool {
+        true
     }
 
     async fn get(&self, path: &str, range: Option<ByteRange>) -> Result<Object> {
@@ -136,41 +227,40 @@ impl Storage for FolderStorage {
         })
         .await?;
         let _ = start;
-        // A blocking thread reads ahead in large blocks into a bounded channel: the disk and the
-        // network overlap, and memory stays at a few blocks whatever the object's size.
+        // A task reads ahead in large blocks into a bounded channel: the disk and the network
+        // overlap, and memory stays at a few blocks whatever the object's size. Each block is
+        // one short blocking call; no thread waits while the consumer is slow (a client that
+        // never reads would otherwise hold a blocking thread for good).
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
-        tokio::task::spawn_blocking(move || {
-            let mut f = file;
+        tokio::spawn(async move {
+            let mut file = Some(file);
             let mut left = len;
             while left > 0 {
                 let want = left.min(READ_CHUNK as u64) as usize;
-                let mut buf = vec![0u8; want];
-                let mut got = 0;
-                let mut err = None;
-                while got < want {
-                    match f.read(&mut buf[got..]) {
-                        Ok(0) => {
-                            err = Some(std::io::Error::new(
-                                std::io::ErrorKind::UnexpectedEof,
-                                "object shrank while being read",
-                            ));
-                            break;
-                        }
-                        Ok(n) => got += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            err = Some(e);
-                            break;
+                let f = file.take().expect("the file is back after each block");
+                let read = tokio::task::spawn_blocking(move || {
+                    let r = read_block(&f, want);
+                    (f, r)
+                })
+                .await;
+                let block = match read {
+                    Ok((f, r)) => {
+                        file = Some(f);
+                        r
+                    }
+                    Err(e) => Err(std::io::Error::other(e)),
+                };
+                match block {
+                    Ok(buf) => {
+                        left -= buf.len() as u64;
+                        if tx.send(Ok(Bytes::from(buf))).await.is_err() {
+                            return; // the reader went away
                         }
                     }
-                }
-                if let Some(e) = err {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-                left -= got as u64;
-                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                    return; // the reader went away
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
                 }
             }
         });
@@ -181,6 +271,12 @@ impl Storage for FolderStorage {
             size,
             stream: Box::pin(stream),
         })
+    }
+
+    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool> {
+        let full = self.full(path)?;
+        let key = path.to_owned();
+        blocking(move || put_if_absent(&key, &full, &data)).await
     }
 
     async fn read(&self, path: &str, limit: u64) -> Result<Bytes> {
@@ -317,7 +413,7 @@ impl Storage for FolderStorage {
                 .write(true)
                 .open(&full)
                 .map_err(|e| StorageError::io(&key, e))?;
-            // The disk thread of an earlier writer of this object that was dropped without a
+            // The disk task of an earlier writer of this object that was dropped without a
             // commit (a request that broke off) may still be writing its queued buffers; it
             // holds this lock until it ends. Cutting the file before then would let its late
             // writes land past the cut, inside what the new writer appends.
@@ -338,15 +434,17 @@ impl Storage for FolderStorage {
     }
 }
 
-/// Messages to a writer's disk thread.
+/// Messages to a writer's disk task.
 enum WriteMsg {
     Data(Vec<Bytes>),
     Commit(tokio::sync::oneshot::Sender<std::io::Result<()>>),
 }
 
-/// An append writer whose disk I/O runs on a blocking thread fed through a bounded channel, so
-/// receiving and hashing the next bytes overlaps with writing the previous ones. Every
-/// [`SYNC_EVERY`] bytes the thread also starts an `fdatasync` of what it has written so far on a
+/// An append writer whose disk I/O runs in a task fed through a bounded channel, so receiving
+/// and hashing the next bytes overlaps with writing the previous ones. Each buffer is written by
+/// one short blocking call: no thread waits for a slow client's next bytes (a client that
+/// stalls mid-upload would otherwise hold a blocking thread until it gave up). Every
+/// [`SYNC_EVERY`] bytes the task also starts an `fdatasync` of what it has written so far on a
 /// second descriptor and thread, so that writeback runs while writing goes on (instead of
 /// stalling the upload) and the final fsync of a large blob is short.
 struct FolderWriter {
@@ -360,55 +458,94 @@ struct FolderWriter {
 
 /// Bytes between intermediate `fdatasync` calls of an append writer.
 const SYNC_EVERY: u64 = 64 << 20;
-/// Buffers queued to a writer's disk thread.
+/// Buffers queued to a writer's disk task.
 const WRITE_QUEUE: usize = 2;
 
+/// The disk side of a [`FolderWriter`]: the file (locked while it is open) and what is pending.
+struct DiskState {
+    file: std::fs::File,
+    failed: Option<std::io::Error>,
+    unsynced: u64,
+    /// At most one background sync at a time: the next waits for it, which bounds how far
+    /// writing can run ahead of the disk.
+    syncing: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+fn join_sync(h: std::thread::JoinHandle<std::io::Result<()>>) -> std::io::Result<()> {
+    h.join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread panicked")))
+}
+
+impl DiskState {
+    /// Writes one buffer (a blocking call).
+    fn write(&mut self, data: &[Bytes]) {
+        if self.failed.is_some() {
+            return;
+        }
+        let r = data
+            .iter()
+            .try_for_each(|b| self.file.write_all(b))
+            .and_then(|_| {
+                self.unsynced += data.iter().map(|b| b.len() as u64).sum::<u64>();
+                if self.unsynced < SYNC_EVERY {
+                    return Ok(());
+                }
+                self.unsynced = 0;
+                if let Some(h) = self.syncing.take() {
+                    join_sync(h)?;
+                }
+                let dup = self.file.try_clone()?;
+                self.syncing = Some(
+                    std::thread::Builder::new()
+                        .name("berth-sync".into())
+                        .spawn(move || dup.sync_data())?,
+                );
+                Ok(())
+            });
+        self.failed = r.err();
+    }
+
+    /// Makes everything written durable and closes (unlocks) the file (a blocking call).
+    fn commit(mut self) -> std::io::Result<()> {
+        let pending = self.syncing.take().map(join_sync).unwrap_or(Ok(()));
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => pending.and_then(|_| self.file.sync_data()),
+        }
+    }
+}
+
 impl FolderWriter {
-    fn spawn(key: String, mut file: std::fs::File, size: u64) -> Self {
+    fn spawn(key: String, file: std::fs::File, size: u64) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteMsg>(WRITE_QUEUE);
-        tokio::task::spawn_blocking(move || {
-            let mut failed: Option<std::io::Error> = None;
-            let mut unsynced = 0u64;
-            // At most one background sync at a time: the next waits for it, which bounds
-            // how far writing can run ahead of the disk.
-            let mut syncing: Option<std::thread::JoinHandle<std::io::Result<()>>> = None;
-            let join = |h: std::thread::JoinHandle<std::io::Result<()>>| {
-                h.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread panicked")))
-            };
-            while let Some(msg) = rx.blocking_recv() {
+        tokio::spawn(async move {
+            let mut state = Some(DiskState {
+                file,
+                failed: None,
+                unsynced: 0,
+                syncing: None,
+            });
+            let stopped = || std::io::Error::other("the writer's disk task stopped");
+            while let Some(msg) = rx.recv().await {
+                let mut st = state.take().expect("the state is back after each write");
                 match msg {
                     WriteMsg::Data(d) => {
-                        if failed.is_some() {
-                            continue;
+                        match tokio::task::spawn_blocking(move || {
+                            st.write(&d);
+                            st
+                        })
+                        .await
+                        {
+                            Ok(st) => state = Some(st),
+                            // The file is gone with the panicked call; the writer fails.
+                            Err(_) => return,
                         }
-                        let r = d.iter().try_for_each(|b| file.write_all(b)).and_then(|_| {
-                            unsynced += d.iter().map(|b| b.len() as u64).sum::<u64>();
-                            if unsynced < SYNC_EVERY {
-                                return Ok(());
-                            }
-                            unsynced = 0;
-                            if let Some(h) = syncing.take() {
-                                join(h)?;
-                            }
-                            let dup = file.try_clone()?;
-                            syncing = Some(
-                                std::thread::Builder::new()
-                                    .name("berth-sync".into())
-                                    .spawn(move || dup.sync_data())?,
-                            );
-                            Ok(())
-                        });
-                        failed = r.err();
                     }
                     WriteMsg::Commit(reply) => {
-                        let pending = syncing.take().map(join).unwrap_or(Ok(()));
-                        let r = match failed.take() {
-                            Some(e) => Err(e),
-                            None => pending.and_then(|_| file.sync_data()),
-                        };
-                        // Close (and unlock) before answering, so the next writer need not wait.
-                        drop(file);
+                        // Closed (and unlocked) before answering, so the next writer need not wait.
+                        let r = tokio::task::spawn_blocking(move || st.commit())
+                            .await
+                            .unwrap_or_else(|_| Err(stopped()));
                         let _ = reply.send(r);
                         return;
                     }
@@ -435,7 +572,7 @@ impl FolderWriter {
             .await
             .map_err(|_| StorageError::Io {
                 path: self.key.clone(),
-                source: std::io::Error::other("the writer's disk thread stopped"),
+                source: std::io::Error::other("the writer's disk task stopped"),
             })
     }
 }
@@ -461,7 +598,7 @@ impl ObjectWriter for FolderWriter {
         let (reply, done) = tokio::sync::oneshot::channel();
         let gone = || StorageError::Io {
             path: self.key.clone(),
-            source: std::io::Error::other("the writer's disk thread stopped"),
+            source: std::io::Error::other("the writer's disk task stopped"),
         };
         self.tx
             .send(WriteMsg::Commit(reply))
@@ -507,6 +644,51 @@ mod tests {
         let mut third = s.list("tags").await.unwrap();
         third.sort();
         assert_eq!(third, ["b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn put_if_absent_makes_an_owner_only_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let s = FolderStorage::new(dir.path()).unwrap();
+        assert!(
+            s.put_if_absent("k/secret", Bytes::from_static(b"x"))
+                .await
+                .unwrap()
+        );
+        let mode = std::fs::metadata(dir.path().join("k/secret"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // No temporary file is left beside it.
+        assert_eq!(std::fs::read_dir(dir.path().join("k")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn the_sweep_removes_old_temporaries_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FolderStorage::new(dir.path()).unwrap();
+        let deep = dir.path().join("a/b/c");
+        std::fs::create_dir_all(&deep).unwrap();
+        let old = deep.join(format!("{TMP_PREFIX}old"));
+        let young = deep.join(format!("{TMP_PREFIX}young"));
+        let kept = deep.join("link");
+        for f in [&old, &young, &kept] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for f in [&old, &kept] {
+            std::fs::File::options()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_modified(hour_ago)
+                .unwrap();
+        }
+        let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        assert_eq!(s.sweep_temporaries(cutoff).unwrap(), 1);
+        assert!(!old.exists() && young.exists() && kept.exists());
     }
 
     #[tokio::test]

@@ -95,6 +95,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Writes a small object atomically: readers see the old content or the new, never a mix.
     async fn put(&self, path: &str, data: Bytes) -> Result<()>;
 
+    /// Writes a small object only when no object is at the key, atomically: of several
+    /// callers (in any process or replica) exactly one creates it. True when this call did.
+    /// Meant for state created once and shared, such as a generated signing key; on a local
+    /// folder the file is readable by its owner only (mode 0600).
+    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool>;
+
     /// Names (not paths) of the immediate children of a directory, unsorted.
     async fn list(&self, path: &str) -> Result<Vec<String>>;
 
@@ -108,6 +114,14 @@ pub trait Storage: Send + Sync + 'static {
     /// (which must have at least that many) and discards anything after them. `offset` 0
     /// creates or truncates the object.
     async fn writer(&self, path: &str, offset: u64) -> Result<Box<dyn ObjectWriter>>;
+
+    /// Whether `list` can show a folder that holds no object (or only a write a crash cut
+    /// short). True for local folders, where a folder exists before the object written into
+    /// it; false for object stores, where a prefix exists only while a key under it does.
+    /// Callers that list folders as entities (tags) check their content where this is true.
+    fn lists_empty_folders(&self) -> bool {
+        false
+    }
 
     /// A URL that lets its holder GET the object directly from the backend for `expires`,
     /// when the backend can make one (object stores' presigned URLs); `None` otherwise.

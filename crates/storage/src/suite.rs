@@ -27,7 +27,29 @@ pub async fn run_all(s: &dyn Storage) {
     list_delete(s).await;
     writer_append_and_resume(s).await;
     rename_replaces(s).await;
+    put_if_absent_has_one_winner(s).await;
     refuses_escapes(s).await;
+}
+
+/// `put_if_absent`: the first call creates, later ones (and concurrent ones) do not replace.
+pub async fn put_if_absent_has_one_winner(s: &dyn Storage) {
+    assert!(
+        s.put_if_absent("once/key", Bytes::from_static(b"first"))
+            .await
+            .expect("create")
+    );
+    assert!(
+        !s.put_if_absent("once/key", Bytes::from_static(b"second"))
+            .await
+            .expect("second create")
+    );
+    assert_eq!(&s.read("once/key", 100).await.expect("read")[..], b"first");
+    let racers = (0..8).map(|i| s.put_if_absent("once/raced", Bytes::from(format!("racer {i}"))));
+    let won = futures::future::join_all(racers).await;
+    let winners = won.iter().filter(|r| matches!(r, Ok(true))).count();
+    assert_eq!(winners, 1, "{won:?}");
+    let stored = s.read("once/raced", 100).await.expect("read raced");
+    assert!(stored.starts_with(b"racer "));
 }
 
 /// `put` then `read`, `get`, `stat`, and overwrite.

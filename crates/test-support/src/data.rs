@@ -16,6 +16,11 @@ pub fn digest_of(data: &[u8]) -> String {
     format!("sha256:{}", sha256_hex(data))
 }
 
+/// The sha512 digest string (`sha512:HEX`) of `data`.
+pub fn sha512_digest_of(data: &[u8]) -> String {
+    format!("sha512:{}", hex::encode(sha2::Sha512::digest(data)))
+}
+
 /// `n` random bytes.
 pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];

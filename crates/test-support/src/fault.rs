@@ -32,6 +32,26 @@ pub struct Faults {
     pub redirect_blobs: bool,
     /// Each token is accepted for this many requests, then refused (simulates expiry).
     pub token_max_uses: Option<usize>,
+    /// Answer every request under `/v2/` with this status and a body that never ends.
+    pub endless_body: Option<u16>,
+    /// Answer token requests with 200 and a body that never ends.
+    pub endless_token: bool,
+    /// Name this host (instead of 127.0.0.1) in the token realm of challenges.
+    pub realm_host: Option<String>,
+}
+
+/// A body that streams zeros (as JSON-looking text) until the reader stops.
+fn endless(status: StatusCode) -> Response {
+    let chunk = Bytes::from(vec![b' '; 64 * 1024]);
+    let head = futures::stream::once(async {
+        Ok::<_, std::io::Error>(Bytes::from_static(b"{\"errors\":["))
+    });
+    let tail = futures::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+    let mut r = Response::new(Body::from_stream(head.chain(tail)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
 }
 
 /// What the proxy saw.
@@ -147,6 +167,9 @@ fn error_json(status: StatusCode, code: &str, headers: HeaderMap) -> Response {
 }
 
 async fn token(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
+    if st.faults.lock().unwrap().endless_token {
+        return endless(StatusCode::OK);
+    }
     let Some((u, p)) = &st.bearer else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -253,6 +276,9 @@ async fn proxy(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
         st.seen.range_requests.fetch_add(1, Ordering::SeqCst);
     }
     let faults = st.faults.lock().unwrap().clone();
+    if let Some(status) = faults.endless_body {
+        return endless(StatusCode::from_u16(status).unwrap());
+    }
     if faults.html {
         let mut r = (
             StatusCode::OK,
@@ -295,8 +321,11 @@ async fn proxy(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
         };
         if !ok {
             let scope: Vec<String> = needs.iter().map(|(r, a)| format!("{r}:{a}")).collect();
-            let mut challenge =
-                format!(r#"Bearer realm="{}",service="berth-test""#, st.token_realm);
+            let realm = match &faults.realm_host {
+                Some(h) => st.token_realm.replacen("127.0.0.1", h, 1),
+                None => st.token_realm.clone(),
+            };
+            let mut challenge = format!(r#"Bearer realm="{realm}",service="berth-test""#);
             if !scope.is_empty() {
                 challenge.push_str(&format!(r#",scope="{}""#, scope.join(" ")));
             }

@@ -83,3 +83,43 @@ pub fn raw_request(port: u16, request: &[u8]) -> String {
     let _ = s.read_to_end(&mut buf);
     String::from_utf8_lossy(&buf).into_owned()
 }
+
+/// Connects to the port with a small receive buffer (so that a response the test never reads
+/// fills the server's side quickly instead of the kernel's buffers), sends `head` if any, and
+/// returns the socket unread.
+pub fn connect_small(port: u16, head: &[u8]) -> TcpStream {
+    let mut s = try_connect_small(port).expect("connect");
+    if !head.is_empty() {
+        s.write_all(head).expect("send");
+    }
+    s
+}
+
+/// [`connect_small`] with nothing sent; `None` when connecting fails within 5 s.
+pub fn try_connect_small(port: u16) -> Option<TcpStream> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    sock.set_recv_buffer_size(4096).ok()?;
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    sock.connect_timeout(&addr.into(), Duration::from_secs(5))
+        .ok()?;
+    Some(sock.into())
+}
+
+/// Whether the server closed (or reset) the connection within `limit`: reads and discards
+/// whatever arrives until the end of the stream.
+pub fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 65536];
+    while start.elapsed() < limit {
+        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}

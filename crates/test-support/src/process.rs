@@ -117,3 +117,21 @@ pub fn berth_cmd() -> Command {
     cmd.env_remove("RUST_LOG");
     cmd
 }
+
+/// Resident memory of a process, in MiB (from `/proc/PID/status`).
+pub fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("VmRSS")
+        / 1024
+}
+
+/// Raises this process's soft limit of open files to the hard one (tests that hold hundreds
+/// of sockets).
+pub fn raise_open_file_limit() {
+    rlimit::increase_nofile_limit(u64::MAX).expect("raise the open file limit");
+}

@@ -78,7 +78,7 @@ pub enum ClientCommand {
     /// Print a manifest or index, byte for byte.
     #[command(after_help = exit::help())]
     Manifest(ManifestArgs),
-    /// Print an image's config blob.
+    /// Print an image's config blob, byte for byte.
     #[command(after_help = exit::help())]
     Config(ConfigArgs),
     /// Print the digest a reference resolves to (HEAD, no download).

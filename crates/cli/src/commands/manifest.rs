@@ -24,16 +24,13 @@ pub async fn manifest(a: ManifestArgs) -> Result<(), Failure> {
             &json!({"digest": m.digest, "mediaType": m.media_type, "size": m.size(), "manifest": body}),
         );
     } else {
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(&m.bytes);
-        if !m.bytes.ends_with(b"\n") {
-            let _ = out.write_all(b"\n");
-        }
+        // Exactly the stored bytes, so that `berth manifest REF | sha256sum` is the digest.
+        write_exact(&m.bytes)?;
     }
     Ok(())
 }
 
-/// Prints an image's config blob (of linux/amd64 for an index, unless `--platform`).
+/// Prints an image's config blob byte for byte (of linux/amd64 for an index, unless `--platform`).
 pub async fn config(a: ConfigArgs) -> Result<(), Failure> {
     let r = parse_ref(&a.reference)?;
     let c = client(&r.registry, &a.common, None)?;
@@ -46,10 +43,20 @@ pub async fn config(a: ConfigArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::client("pick one with --platform", e))?;
     }
     let config = c.get_config(&r.repository, &m).await?;
+    write_exact(&config)
+}
+
+/// Writes a document to standard output byte for byte (no newline added).
+fn write_exact(bytes: &[u8]) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(&config);
-    let _ = out.write_all(b"\n");
-    Ok(())
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        // A reader that stopped early (`| head`) is not a failure of ours.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::other(
+            anyhow::Error::new(e).context("writing to standard output failed"),
+        )),
+    }
 }
 
 /// Prints the digest a reference resolves to (HEAD, no download).

@@ -189,13 +189,18 @@ async fn inspect_commands_and_exit_codes() {
         serde_json::json!(index.digest.to_string())
     );
 
-    // manifest prints the raw bytes; --platform picks from the index.
+    // manifest prints the raw bytes, exactly: their hash is the digest; --platform picks
+    // from the index.
     let raw = env
         .run(&["manifest", &format!("{app}:v1")])
         .await
         .ok()
         .stdout;
-    assert_eq!(raw.trim_end().as_bytes(), &index.bytes[..]);
+    assert_eq!(raw.as_bytes(), &index.bytes[..]);
+    assert_eq!(
+        berth_test_support::data::digest_of(raw.as_bytes()),
+        index.digest.to_string()
+    );
     let arm = env
         .run(&[
             "manifest",

@@ -841,3 +841,68 @@ fn unsupported_methods_are_json_errors() {
         r.assert_error_shape();
     }
 }
+
+/// The next spec version's draft: a manifest pushed by digest with `?tag=` parameters gets
+/// every tag in the same request (`OCI-Tag` answers each), and a sha512 digest is what its
+/// tags resolve to.
+#[test]
+fn manifest_put_by_digest_with_tag_parameters_and_sha512() {
+    let (_d, srv) = serve(&[]);
+    let img = oci_image("amd64", 1, 100);
+    srv.push_blob("e2e/tags", &img.config);
+    srv.push_blob("e2e/tags", &img.layers[0]);
+    let sha512 = sha512_digest_of(&img.manifest.bytes);
+    let tags: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+    let query: Vec<String> = tags.iter().map(|t| format!("tag={t}")).collect();
+    // One invalid tag: nothing is created.
+    let r = srv
+        .req(
+            "PUT",
+            &format!(
+                "/v2/e2e/tags/manifests/{sha512}?{}&tag=-bad",
+                query.join("&")
+            ),
+        )
+        .header("Content-Type", OCI_MANIFEST)
+        .body(img.manifest.bytes.clone())
+        .send();
+    r.assert_error(400, "TAG_INVALID");
+    assert_eq!(srv.get("/v2/e2e/tags/manifests/t0").status, 404);
+    // Twelve tags in one push.
+    let r = srv
+        .req(
+            "PUT",
+            &format!("/v2/e2e/tags/manifests/{sha512}?{}", query.join("&")),
+        )
+        .header("Content-Type", OCI_MANIFEST)
+        .body(img.manifest.bytes.clone())
+        .send();
+    assert_eq!(r.status, 201, "{r}");
+    assert_eq!(r.header("docker-content-digest"), Some(sha512.as_str()));
+    let answered: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "oci-tag")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        answered,
+        tags.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let listed = srv.get("/v2/e2e/tags/tags/list").json();
+    let mut want = tags.clone();
+    want.sort();
+    assert_eq!(listed["tags"], json!(want));
+    for t in &tags {
+        let r = srv.get(&format!("/v2/e2e/tags/manifests/{t}"));
+        assert_eq!(r.status, 200, "{r}");
+        assert_eq!(
+            r.header("docker-content-digest"),
+            Some(sha512.as_str()),
+            "{t}"
+        );
+        assert_eq!(r.body, img.manifest.bytes);
+    }
+    let r = srv.get(&format!("/v2/e2e/tags/manifests/{sha512}"));
+    assert_eq!(r.status, 200, "{r}");
+}

@@ -575,15 +575,26 @@ fn invalid_repository_names_are_refused_and_nothing_escapes_the_root() {
 }
 
 #[test]
-fn invalid_tags_are_tag_invalid() {
+fn invalid_tags_are_refused_on_put_and_unknown_on_get() {
     let f = Fixture::new();
     let srv = &f.srv;
     let long = "t".repeat(129);
-    for tag in [long.as_str(), "-dash", ".dot", "a%2Fb", "a+b"] {
+    for tag in [
+        long.as_str(),
+        "-dash",
+        ".dot",
+        "a%2Fb",
+        "a+b",
+        ".INVALID_MANIFEST_NAME",
+    ] {
         srv.put_manifest(REPO, tag, OCI_MANIFEST, &f.img.manifest.bytes)
             .assert_error(400, "TAG_INVALID");
+        // The spec answers 404 for a manifest that is not there, as Distribution does: no
+        // manifest can be stored under an invalid tag.
         srv.get(&format!("/v2/{REPO}/manifests/{tag}"))
-            .assert_error(400, "TAG_INVALID");
+            .assert_error(404, "MANIFEST_UNKNOWN");
+        srv.head(&format!("/v2/{REPO}/manifests/{tag}"))
+            .assert_head_error(404);
     }
     f.assert_unchanged();
     // 128 characters is the limit, inclusive.

@@ -467,3 +467,75 @@ fn wrong_credentials_or_a_missing_bucket_stop_the_server_at_start_with_a_clear_e
         );
     }
 }
+
+/// Two replicas on one bucket with the built-in token issuer and no `signing_key`, each on its
+/// own host (here: its own working folder, where the local default folder would be): the key
+/// generated once lives in the bucket, so a token from one replica opens the other.
+#[test]
+fn a_token_from_one_replica_is_accepted_by_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Garage::single();
+    g.create_bucket("keys");
+    let out = std::process::Command::new("htpasswd")
+        .args(["-nbBC", "5", "alice", "secret"])
+        .output()
+        .expect("htpasswd (apache2-utils)");
+    std::fs::write(dir.path().join("htpasswd"), &out.stdout).unwrap();
+    let access = dir.path().join("access.yml");
+    std::fs::write(
+        &access,
+        "service: berth-test\nissuer: berth-test\nhtpasswd: htpasswd\naccess:\n  - who: user:alice\n    repos: \"**\"\n    actions: [\"*\"]\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("s3.yml");
+    std::fs::write(&cfg, s3_yaml(&g, "keys", "")).unwrap();
+    let start = |host: &str| {
+        let cwd = dir.path().join(host);
+        std::fs::create_dir_all(&cwd).unwrap();
+        let (cfg, access) = (cfg.clone(), access.clone());
+        Server::launch(false, move |port| {
+            let mut c = berth_test_support::process::berth_cmd();
+            c.current_dir(&cwd)
+                .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "-c"])
+                .arg(&cfg)
+                .arg("--auth-config")
+                .arg(&access);
+            c
+        })
+    };
+    // Started together, as a deployment rolls out.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| start("host-a"));
+        let b = s.spawn(|| start("host-b"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let token = |srv: &Server| {
+        let r = srv
+            .req(
+                "GET",
+                "/token?service=berth-test&scope=repository:team/app:pull,push",
+            )
+            .arg("-u")
+            .arg("alice:secret")
+            .send();
+        assert_eq!(r.status, 200, "{r}");
+        r.json()["token"].as_str().unwrap().to_owned()
+    };
+    for (from, to) in [(&a, &b), (&b, &a)] {
+        let t = token(from);
+        let r = to
+            .req("GET", "/v2/team/app/tags/list")
+            .header("Authorization", &format!("Bearer {t}"))
+            .send();
+        assert_eq!(r.status, 404, "the token was refused: {r}");
+        r.assert_error(404, "NAME_UNKNOWN");
+    }
+    // Nothing secret was left in either host's local folder.
+    for host in ["host-a", "host-b"] {
+        let local = dir
+            .path()
+            .join(host)
+            .join("berth-data/berth/token-signing-key.pem");
+        assert!(!local.exists(), "{} exists", local.display());
+    }
+}

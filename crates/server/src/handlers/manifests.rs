@@ -42,10 +42,21 @@ pub(super) async fn get_manifest(
     Ok(res)
 }
 
+/// Every `tag` query parameter, in order (a map of parameters keeps only one).
+pub(super) fn tag_params(uri: &http::Uri) -> Vec<String> {
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("tag="))
+        .map(berth_oci::route::percent_decode)
+        .collect()
+}
+
 pub(super) async fn put_manifest(
     st: &AppState,
     name: &str,
     reference: &str,
+    tags: &[String],
     h: &HeaderMap,
     body: Body,
 ) -> ApiResult {
@@ -72,7 +83,10 @@ pub(super) async fn put_manifest(
         }
     };
     let ct = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let out = st.registry.put_manifest(name, reference, ct, bytes).await?;
+    let out = st
+        .registry
+        .put_manifest_tagged(name, reference, ct, bytes, tags)
+        .await?;
     let mut res = empty(StatusCode::CREATED);
     let loc = headers::location(
         h,
@@ -83,6 +97,14 @@ pub(super) async fn put_manifest(
     set(&mut res, "docker-content-digest", &out.digest.to_string());
     if let Some(s) = out.subject {
         set(&mut res, "oci-subject", &s.to_string());
+    }
+    if !tags.is_empty() {
+        // One `OCI-Tag` per tag the push set, so the client knows `?tag=` was honoured.
+        for t in &out.tags {
+            if let Ok(v) = http::HeaderValue::from_str(t) {
+                res.headers_mut().append("oci-tag", v);
+            }
+        }
     }
     Ok(res)
 }

@@ -122,7 +122,8 @@ pub async fn dispatch(
             get_manifest(&st, &name, &reference, &headers, m == Method::HEAD).await
         }
         (Route::Manifest { name, reference }, &Method::PUT) => {
-            put_manifest(&st, &name, &reference, &headers, body).await
+            let tags = manifests::tag_params(&uri);
+            put_manifest(&st, &name, &reference, &tags, &headers, body).await
         }
         (Route::Manifest { name, reference }, &Method::DELETE) => st
             .registry
