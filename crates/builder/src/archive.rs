@@ -293,6 +293,18 @@ fn read_stage<R: Read + Send + 'static>(
 
 /// The validating thread: decompress, hash (diff_id) and check the tar structure.
 fn validate(kind: CompressionKind, input: ChannelReader) -> Result<Digest, PipelineError> {
+    validate_archive(kind, input)
+}
+
+/// Reads an archive of compression `kind` to its end: decompresses it, checks that it is a
+/// complete tar (every entry whole, an end-of-archive marker) and returns its diff_id. What
+/// [`layer_from_archive`] runs on its second thread; memory stays at the decoders' buffers
+/// whatever the input claims.
+///
+/// # Errors
+///
+/// [`PipelineError::InvalidArchive`] saying what is wrong where.
+pub fn validate_archive(kind: CompressionKind, input: impl Read) -> Result<Digest, PipelineError> {
     let invalid = |reason: String| PipelineError::InvalidArchive { kind, reason };
     let decoded: Box<dyn Read> = match kind {
         CompressionKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),

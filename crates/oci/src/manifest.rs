@@ -289,6 +289,14 @@ impl ParsedManifest {
     /// Parses manifest bytes. `content_type` is the request's `Content-Type` (parameters are
     /// ignored); when absent or generic, the body's `mediaType` (or its shape) decides.
     pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Self, ManifestError> {
+        // JSON is UTF-8 (RFC 8259), and serde skips unknown fields without checking theirs:
+        // invalid bytes there would be stored and break every reader that parses the whole.
+        if let Err(e) = std::str::from_utf8(bytes) {
+            return Err(ManifestError::Json(format!(
+                "not UTF-8 at byte {}",
+                e.valid_up_to()
+            )));
+        }
         check_json_depth(bytes, MAX_JSON_DEPTH)?;
         let raw: RawManifest =
             serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
@@ -432,6 +440,17 @@ mod tests {
         let m = ParsedManifest::parse(nested(MAX_JSON_DEPTH - 1).as_bytes(), None).unwrap();
         assert_eq!(m.layers.len(), 1);
         assert!(ParsedManifest::parse(nested(MAX_JSON_DEPTH).as_bytes(), None).is_err());
+    }
+
+    #[test]
+    fn invalid_utf8_in_an_unknown_field_is_refused() {
+        // Found by the `manifest` fuzz target: serde skips unknown fields unchecked.
+        let mut body = image("").into_bytes();
+        let tail = body.split_off(1);
+        body.extend_from_slice(b"\"x-unknown\":\"\xc8\xc8\",");
+        body.extend_from_slice(&tail);
+        let e = ParsedManifest::parse(&body, None).unwrap_err();
+        assert!(e.to_string().contains("not UTF-8"), "{e}");
     }
 
     #[test]

@@ -92,7 +92,11 @@ impl Route {
         }
         let n = segs.len();
         // The repository is everything before the last `k` segments, and never empty.
-        let name = |k: usize| -> Option<String> { (n > k).then(|| segs[..n - k].join("/")) };
+        let name = |k: usize| -> Option<String> {
+            (n > k)
+                .then(|| segs[..n - k].join("/"))
+                .filter(|name| !name.is_empty())
+        };
         let last = || percent_decode(segs[n - 1]);
         if n >= 3 && segs[n - 2] == "tags" && segs[n - 1] == "list" {
             return Some(Route::TagsList { name: name(2)? });
@@ -295,6 +299,9 @@ mod tests {
         assert_eq!(p("blobs/uploads/"), None);
         assert_eq!(p("blobs/uploads/x"), None);
         assert_eq!(p("referrers/sha256:1"), None);
+        // An empty first segment (found by the `route` fuzz target).
+        assert_eq!(p("/blobs/uploadsx"), None);
+        assert_eq!(p("/manifests/v1"), None);
     }
 
     #[test]

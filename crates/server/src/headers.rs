@@ -1,4 +1,5 @@
-//! Request header parsing and response header building.
+//! Request header parsing and response header building: the pure functions behind the
+//! handlers, public so that they can be fuzzed.
 
 use http::HeaderMap;
 
@@ -51,7 +52,8 @@ pub fn upload_range(h: &HeaderMap) -> Result<Option<(u64, u64)>, ()> {
     let (a, b) = s.split_once('-').ok_or(())?;
     let a = a.trim().parse::<u64>().map_err(|_| ())?;
     let b = b.trim().parse::<u64>().map_err(|_| ())?;
-    if b < a {
+    // The chunk's length, `b - a + 1`, must be a number too (`0-18446744073709551615` is not).
+    if b < a || b == u64::MAX {
         return Err(());
     }
     Ok(Some((a, b)))
@@ -140,6 +142,8 @@ mod tests {
             Ok(Some((10, 19)))
         );
         assert!(upload_range(&hm("content-range", "5-1")).is_err());
+        // A range whose length, last - first + 1, is no u64.
+        assert!(upload_range(&hm("content-range", "0-18446744073709551615")).is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod auth;
 mod conn;
 mod error;
 mod handlers;
-mod headers;
+pub mod headers;
 mod listen;
 mod route;
 #[cfg(test)]
