@@ -30,6 +30,9 @@ pub struct S3Storage {
 }
 
 /// Maps an `object_store` error on `path` to a storage error.
+/// How long `put_if_absent` waits before reading back what it wrote (see there).
+const CREATE_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(crate) fn map_err(path: &str, e: object_store::Error) -> StorageError {
     match e {
         object_store::Error::NotFound { .. } => StorageError::NotFound(path.to_owned()),
@@ -296,23 +299,43 @@ impl Storage for S3Storage {
 
     async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool> {
         let key = self.key(path)?;
+        match self.store.head(&key).await {
+            Ok(_) => return Ok(false),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(map_err(path, e)),
+        }
         let opts = object_store::PutOptions {
             mode: object_store::PutMode::Create,
             ..Default::default()
         };
-        // A conditional PUT (`If-None-Match: *`): the store refuses it when the key exists.
+        // A conditional PUT (`If-None-Match: *`): AWS S3, MinIO and R2 refuse it when the key
+        // exists, so one writer wins outright.
         match self
             .store
-            .put_opts(&key, PutPayload::from(data), opts)
+            .put_opts(&key, PutPayload::from(data.clone()), opts)
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(_) => {}
             Err(
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
-            ) => Ok(false),
-            Err(e) => Err(map_err(path, e)),
+            ) => return Ok(false),
+            Err(e) => return Err(map_err(path, e)),
         }
+        // Some stores (Garage 2.5) ignore the condition and overwrite. Writers that raced
+        // past the HEAD above all write within moments of each other; reading back once they
+        // have settled tells each whether its write is the one that stayed, so all of them go
+        // on with the same object. This runs once per object's life, so the wait is cheap.
+        tokio::time::sleep(CREATE_SETTLE).await;
+        let stored = self
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| map_err(path, e))?
+            .bytes()
+            .await
+            .map_err(|e| map_err(path, e))?;
+        Ok(stored == data)
     }
 
     async fn list(&self, path: &str) -> Result<Vec<String>> {

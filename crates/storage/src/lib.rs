@@ -95,8 +95,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Writes a small object atomically: readers see the old content or the new, never a mix.
     async fn put(&self, path: &str, data: Bytes) -> Result<()>;
 
-    /// Writes a small object only when no object is at the key, atomically: of several
-    /// callers (in any process or replica) exactly one creates it. True when this call did.
+    /// Writes a small object only when no object is at the key: of several callers (in any
+    /// process or replica) exactly one is told it created it, and all read the same object
+    /// afterwards. True when this call did. (On object stores that ignore conditional writes
+    /// the S3 backend settles concurrent creators by reading back.)
     /// Meant for state created once and shared, such as a generated signing key; on a local
     /// folder the file is readable by its owner only (mode 0600).
     async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool>;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use berth_oci::media_type::*;
 use berth_test_support::{
-    curl::next_link, data::*, image::*, net::*, process::berth_bin, process::raise_open_file_limit,
-    process::rss_mib, serve::*,
+    curl::next_link, data::*, image::*, net::*, process::berth_bin, process::berth_cmd,
+    process::raise_open_file_limit, process::rss_mib, process::run_ok, serve::*,
 };
 
 const REPO: &str = "hard/app";
@@ -241,11 +241,7 @@ fn silent_sockets_beyond_the_inherited_open_file_limit() {
 #[test]
 fn a_flood_of_wrong_passwords_does_not_stall_signed_in_users() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new("htpasswd")
-        .args(["-nbBC", "12", "alice", "right"])
-        .output()
-        .expect("htpasswd (apache2-utils)");
-    assert!(out.status.success());
+    let out = run_ok(Command::new("htpasswd").args(["-nbBC", "12", "alice", "right"]));
     let file = dir.path().join("htpasswd");
     std::fs::write(&file, &out.stdout).unwrap();
     let cfg = dir.path().join("auth.yml");
@@ -258,7 +254,7 @@ fn a_flood_of_wrong_passwords_does_not_stall_signed_in_users() {
     )
     .unwrap();
     let srv = Server::launch(false, |port| {
-        let mut c = berth_test_support::process::berth_cmd();
+        let mut c = berth_cmd();
         c.args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--root"])
             .arg(dir.path().join("root"))
             .arg("-c")
@@ -430,19 +426,11 @@ fn referrers_are_bounded_at_push_and_answered_in_pages() {
     assert_eq!(pages, 2);
     assert_eq!(seen, pushed);
     // The client follows the pages.
-    let out = berth_test_support::process::berth_cmd()
-        .args([
-            "referrers",
-            "--json",
-            &format!("127.0.0.1:{}/{REPO}:v1", srv.port),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(berth_cmd().args([
+        "referrers",
+        "--json",
+        &format!("127.0.0.1:{}/{REPO}:v1", srv.port),
+    ]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["referrers"].as_array().unwrap().len(), 300);
 }

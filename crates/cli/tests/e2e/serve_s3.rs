@@ -476,10 +476,9 @@ fn a_token_from_one_replica_is_accepted_by_another() {
     let dir = tempfile::tempdir().unwrap();
     let g = Garage::single();
     g.create_bucket("keys");
-    let out = std::process::Command::new("htpasswd")
-        .args(["-nbBC", "5", "alice", "secret"])
-        .output()
-        .expect("htpasswd (apache2-utils)");
+    let out = berth_test_support::process::run_ok(
+        std::process::Command::new("htpasswd").args(["-nbBC", "5", "alice", "secret"]),
+    );
     std::fs::write(dir.path().join("htpasswd"), &out.stdout).unwrap();
     let access = dir.path().join("access.yml");
     std::fs::write(
