@@ -314,9 +314,10 @@ fn apply_env(tree: &mut Value, vars: impl Iterator<Item = (String, String)>) {
             if !name.is_empty() {
                 m.insert(name, Value::Object(Map::new()));
             }
-            tree.as_object_mut()
-                .expect("the config is a map")
-                .insert(section.clone(), Value::Object(m));
+            // A file whose top level is no map is reported by the typed parse after this.
+            if let Some(top) = tree.as_object_mut() {
+                top.insert(section.clone(), Value::Object(m));
+            }
             continue;
         }
         let mut node = &mut *tree;
@@ -883,6 +884,16 @@ mod tests {
         assert!(
             matches!(s.auth, AuthSettings::Htpasswd { ref path, .. } if path.as_os_str() == "/h")
         );
+    }
+
+    #[test]
+    fn a_bare_section_over_a_file_that_is_no_map_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.yml");
+        std::fs::write(&p, "- just\n- a list\n").unwrap();
+        let env = [("REGISTRY_AUTH".to_string(), "htpasswd".to_string())];
+        let e = load(Some(&p), env.into_iter(), &Overrides::default()).unwrap_err();
+        assert!(format!("{e:#}").contains("wrong type"), "{e:#}");
     }
 
     /// Every order of `0..n`.

@@ -176,8 +176,6 @@ impl Registry {
         })
     }
 
-    /// Streams `body` onto the upload at `offset`, saves the hash state and commits the data;
-    /// returns the new offset and hash state.
     /// Appends the body to the upload (its lock held). When the storage is full the upload is
     /// discarded, so that its space is freed at once rather than after the purge age.
     async fn append(
@@ -198,6 +196,8 @@ impl Registry {
         self.observe_space(r)
     }
 
+    /// Streams `body` onto the upload at `offset`, saves the hash state and commits the data;
+    /// returns the new offset and hash state.
     async fn append_unobserved(
         &self,
         name: &str,
