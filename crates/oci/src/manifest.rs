@@ -97,10 +97,10 @@ pub enum ManifestError {
     },
 }
 
-/// Deepest nesting of JSON arrays and objects a manifest may have: serde_json's own recursion
-/// limit, so that whatever is stored here can be read back as a `serde_json::Value` (Go
-/// clients stop at 10,000). Real manifests nest five or six levels.
-pub const MAX_JSON_DEPTH: usize = 128;
+/// Deepest nesting of JSON arrays and objects a manifest may have: the most serde_json's
+/// recursion limit (128) reads as a `serde_json::Value`, so that whatever is stored here can be
+/// read back whole (Go clients stop at 10,000). Real manifests nest five or six levels.
+pub const MAX_JSON_DEPTH: usize = 127;
 
 /// Checks that `bytes` nest arrays and objects at most `limit` levels deep.
 ///
@@ -298,6 +298,10 @@ impl ParsedManifest {
             )));
         }
         check_json_depth(bytes, MAX_JSON_DEPTH)?;
+        // The whole document must be JSON a reader can hold (an unknown field's number such
+        // as 1e999 is skipped unchecked by the typed parse but fails every whole read); the
+        // depth check above bounds this parse.
+        serde_json::from_slice::<Value>(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
         let raw: RawManifest =
             serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
         let header = content_type
@@ -451,6 +455,14 @@ mod tests {
         body.extend_from_slice(&tail);
         let e = ParsedManifest::parse(&body, None).unwrap_err();
         assert!(e.to_string().contains("not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn numbers_out_of_range_in_an_unknown_field_are_refused() {
+        // Found by the `manifest` fuzz target: the typed parse skips unknown fields unchecked.
+        let body = image("").replacen('{', r#"{"x-unknown":[1e999],"#, 1);
+        let e = ParsedManifest::parse(body.as_bytes(), None).unwrap_err();
+        assert!(e.to_string().contains("number out of range"), "{e}");
     }
 
     #[test]
