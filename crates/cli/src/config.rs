@@ -50,6 +50,27 @@ pub struct Settings {
     pub tls: Option<berth_server::TlsFiles>,
     /// Access control.
     pub auth: AuthSettings,
+    /// The metadata index (`database`).
+    pub database: DatabaseSettings,
+}
+
+/// Where the metadata index lives (`database` in config.yml).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatabaseSettings {
+    /// No index: listings walk storage (`database.enabled: false`, or S3 without a DSN).
+    Off {
+        /// Whether the user asked for it (else it is S3's default, which is warned about).
+        asked: bool,
+    },
+    /// An embedded SQLite file (`database.path`; by default `<root>/berth/index.db` on a folder).
+    Embedded(PathBuf),
+    /// PostgreSQL (`database.dsn`, `REGISTRY_DATABASE_DSN`).
+    Postgres(String),
+}
+
+/// Where the embedded index goes on folder storage when `database.path` is not set.
+pub fn default_index_path(root: &Path) -> PathBuf {
+    root.join("berth").join("index.db")
 }
 
 /// When abandoned uploads are removed.
@@ -101,6 +122,15 @@ struct FileConfig {
     storage: StorageSection,
     http: HttpSection,
     berth: BerthSection,
+    database: DatabaseSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DatabaseSection {
+    enabled: Option<Flexible>,
+    dsn: Option<String>,
+    path: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -451,7 +481,9 @@ pub fn load(
         }
         _ => None,
     };
+    let database = database_settings(cfg.database, s3.is_some(), &root)?;
     Ok(Settings {
+        database,
         addr,
         root,
         s3,
@@ -550,6 +582,36 @@ pub fn with_aws_environment(
         }
     }
     cfg
+}
+
+fn database_settings(
+    d: DatabaseSection,
+    on_s3: bool,
+    root: &Path,
+) -> anyhow::Result<DatabaseSettings> {
+    let enabled = match &d.enabled {
+        Some(f) => f.as_bool("database.enabled")?,
+        None => true,
+    };
+    let dsn = d.dsn.filter(|s| !s.trim().is_empty());
+    let path = d.path.filter(|p| !p.as_os_str().is_empty());
+    if !enabled {
+        if dsn.is_some() || path.is_some() {
+            bail!("database.enabled is false but database.dsn or database.path is set: remove one");
+        }
+        return Ok(DatabaseSettings::Off { asked: true });
+    }
+    match (dsn, path) {
+        (Some(_), Some(_)) => {
+            bail!(
+                "configure one index: database.dsn (PostgreSQL) or database.path (embedded file), not both"
+            )
+        }
+        (Some(dsn), None) => Ok(DatabaseSettings::Postgres(dsn)),
+        (None, Some(p)) => Ok(DatabaseSettings::Embedded(p)),
+        (None, None) if on_s3 => Ok(DatabaseSettings::Off { asked: false }),
+        (None, None) => Ok(DatabaseSettings::Embedded(default_index_path(root))),
+    }
 }
 
 fn upload_purging(p: Option<UploadPurgingSection>) -> anyhow::Result<Option<UploadPurging>> {
@@ -923,5 +985,58 @@ mod tests {
         )];
         assert!(load(None, env.into_iter(), &Overrides::default()).is_err());
         assert!(parse_addr("nonsense").is_err());
+    }
+
+    #[test]
+    fn the_database_section_and_its_variable() {
+        let load_yaml = |yaml: &str, env: Vec<(&str, &str)>| {
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join("config.yml");
+            std::fs::write(&f, yaml).unwrap();
+            load(
+                Some(&f),
+                env.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())),
+                &Overrides::default(),
+            )
+        };
+        // A folder keeps an embedded index under its root by default.
+        let s = load_yaml(
+            "storage:\n  filesystem:\n    rootdirectory: /data\n",
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(
+            s.database,
+            DatabaseSettings::Embedded(PathBuf::from("/data/berth/index.db"))
+        );
+        let s = load_yaml("database:\n  path: /var/lib/berth/index.db\n", vec![]).unwrap();
+        assert_eq!(
+            s.database,
+            DatabaseSettings::Embedded(PathBuf::from("/var/lib/berth/index.db"))
+        );
+        let s = load_yaml(
+            "database:\n  path: /x.db\n",
+            vec![("REGISTRY_DATABASE_ENABLED", "false")],
+        );
+        assert!(s.is_err(), "enabled: false with a path is refused");
+        let s = load_yaml(
+            "",
+            vec![("REGISTRY_DATABASE_DSN", "postgres://u:p@db/berth")],
+        )
+        .unwrap();
+        assert_eq!(
+            s.database,
+            DatabaseSettings::Postgres("postgres://u:p@db/berth".into())
+        );
+        let s = load_yaml("database:\n  enabled: false\n", vec![]).unwrap();
+        assert_eq!(s.database, DatabaseSettings::Off { asked: true });
+        let e =
+            load_yaml("database:\n  dsn: postgres://db/x\n  path: /x.db\n", vec![]).unwrap_err();
+        assert!(format!("{e:#}").contains("not both"), "{e:#}");
+        // S3 without a DSN walks the bucket (and the server warns).
+        let s3 =
+            "storage:\n  s3:\n    bucket: b\n    region: r\n    accesskey: a\n    secretkey: s\n";
+        let s = load_yaml(s3, vec![]).unwrap();
+        assert_eq!(s.database, DatabaseSettings::Off { asked: false });
     }
 }

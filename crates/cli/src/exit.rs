@@ -134,6 +134,12 @@ impl Failure {
         Self::new(ExitKind::Usage, anyhow::Error::msg(msg.to_string()))
     }
 
+    /// The same failure with a hint for the user.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
     /// Any other failure: exit code 1.
     pub fn other(error: impl Into<anyhow::Error>) -> Self {
         Self::new(ExitKind::Other, error)
@@ -188,6 +194,18 @@ impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
         Self::client("", e)
     }
+}
+
+/// An error and its causes joined by `: `, for log lines.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod commands;
 mod config;
 mod connect;
 mod exit;
+mod index;
 mod logging;
 mod output;
 mod parse;
@@ -22,7 +23,6 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 use crate::args::{Cli, Command};
-use crate::exit::Failure;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,7 +38,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await.map_err(Failure::other),
+            Command::Serve(args) => serve::run(args).await.map_err(serve::failure),
+            Command::Index(args) => index::run(args).await,
             Command::Client(cmd) => commands::run(cmd).await,
             Command::Build(cmd) => commands::build::run(*cmd).await,
         }

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use berth_registry::{Registry, RegistryConfig};
+use berth_registry::{Index, IndexConfig, IndexError, Registry, RegistryConfig};
 use berth_server::{AccessControl, ListenOptions, ServerOptions};
 use berth_storage::{FolderStorage, Storage};
 
 use crate::args::ServeArgs;
-use crate::config::{self, AuthSettings, Overrides};
+use crate::config::{self, AuthSettings, DatabaseSettings, Overrides};
 
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -23,24 +23,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::logging::init(&settings.log_level, settings.log_json);
     raise_open_file_limit();
 
-    let (storage, redirect): (Arc<dyn Storage>, bool) = match &settings.s3 {
-        Some(cfg) => {
-            let cfg = config::with_aws_environment(cfg.clone(), std::env::vars());
-            let s = berth_s3::S3Storage::connect(cfg)
-                .await
-                .context("cannot use S3 storage (storage.s3)")?;
-            (Arc::new(s), settings.redirect)
-        }
-        None => {
-            let s = FolderStorage::new(&settings.root).with_context(|| {
-                format!("cannot use storage folder {}", settings.root.display())
-            })?;
-            spawn_temporary_sweep(s.clone());
-            (Arc::new(s), false)
-        }
-    };
+    let (storage, redirect) = open_storage(&settings, true).await?;
     let storage_name = storage.describe();
-    let registry = Registry::new(
+    let mut registry = Registry::new(
         storage,
         RegistryConfig {
             delete_enabled: settings.delete_enabled,
@@ -48,6 +33,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             redirect_blobs: redirect,
         },
     );
+    if let Some(index) = open_index(&settings).await? {
+        registry = registry.with_index(index).await?;
+        let r = registry.clone();
+        // Every start brings the index level with storage (a crash may have left it behind,
+        // another registry may have written the tree); until a first reconcile completes,
+        // listings walk storage, so the registry serves correctly meanwhile.
+        tokio::spawn(async move {
+            if let Err(e) = r.reconcile_index(false).await {
+                tracing::error!(error = %crate::exit::chain(&e), "cannot reconcile the index with storage; listings walk storage until a restart succeeds");
+            }
+        });
+    }
     if let Some(p) = settings.upload_purging {
         spawn_upload_purger(registry.clone(), p);
     }
@@ -80,6 +77,75 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Opens the configured storage; `sweep` starts the removal of a killed process's
+/// temporaries on a folder. Returns whether blob GETs may redirect.
+pub async fn open_storage(
+    settings: &config::Settings,
+    sweep: bool,
+) -> anyhow::Result<(Arc<dyn Storage>, bool)> {
+    Ok(match &settings.s3 {
+        Some(cfg) => {
+            let cfg = config::with_aws_environment(cfg.clone(), std::env::vars());
+            let s = berth_s3::S3Storage::connect(cfg)
+                .await
+                .context("cannot use S3 storage (storage.s3)")?;
+            (Arc::new(s), settings.redirect)
+        }
+        None => {
+            let s = FolderStorage::new(&settings.root).with_context(|| {
+                format!("cannot use storage folder {}", settings.root.display())
+            })?;
+            if sweep {
+                spawn_temporary_sweep(s.clone());
+            }
+            (Arc::new(s), false)
+        }
+    })
+}
+
+/// Opens the metadata index the settings name (`None` when there is none).
+pub async fn open_index(settings: &config::Settings) -> anyhow::Result<Option<Index>> {
+    let cfg = match &settings.database {
+        DatabaseSettings::Off { asked } => {
+            if !asked {
+                tracing::warn!(
+                    "no metadata index: on S3 every catalog and tags list walks the bucket; set database.dsn (PostgreSQL, shared by replicas) or database.path (one replica)"
+                );
+            }
+            return Ok(None);
+        }
+        DatabaseSettings::Embedded(path) => IndexConfig::Embedded { path: path.clone() },
+        DatabaseSettings::Postgres(dsn) => IndexConfig::Postgres { dsn: dsn.clone() },
+    };
+    let setting = match &cfg {
+        IndexConfig::Embedded { .. } => "database.path",
+        IndexConfig::Postgres { .. } => "database.dsn",
+    };
+    let index = Index::open(&cfg)
+        .await
+        .with_context(|| format!("cannot open the metadata index ({setting})"))?;
+    tracing::info!(index = index.describe(), "metadata index open");
+    Ok(Some(index))
+}
+
+/// The failure of `berth serve` or `berth index`, with a hint where the cause has one.
+pub fn failure(e: anyhow::Error) -> crate::exit::Failure {
+    let hint = e.chain().find_map(|c| match c.downcast_ref::<IndexError>()? {
+        IndexError::Corrupt { .. } | IndexError::Foreign { .. } | IndexError::Migrate { .. } => Some(
+            "run `berth index rebuild` (with the same config) to set the file aside and index storage again, or point database.path elsewhere",
+        ),
+        IndexError::Unreachable { .. } => Some(
+            "check that the database server runs and that database.dsn (REGISTRY_DATABASE_DSN) names it, its user and password",
+        ),
+        _ => None,
+    });
+    let f = crate::exit::Failure::other(e);
+    match hint {
+        Some(h) => f.with_hint(h),
+        None => f,
+    }
 }
 
 /// Raises the soft limit of open files to the hard one, as Distribution does: every

@@ -40,6 +40,8 @@ pub enum ErrorCode {
     RangeInvalid,
     /// Request entity too large (Docker's extension).
     SizeTooLarge,
+    /// The service is unavailable for now (Distribution's `UNAVAILABLE`, 503): retry later.
+    Unavailable,
     /// Something failed inside the registry.
     Unknown,
 }
@@ -66,6 +68,7 @@ impl ErrorCode {
             TagInvalid => "TAG_INVALID",
             RangeInvalid => "RANGE_INVALID",
             SizeTooLarge => "SIZE_INVALID",
+            Unavailable => "UNAVAILABLE",
             Unknown => "UNKNOWN",
         }
     }
@@ -90,6 +93,7 @@ impl ErrorCode {
             "TOOMANYREQUESTS" => TooManyRequests,
             "TAG_INVALID" => TagInvalid,
             "RANGE_INVALID" => RangeInvalid,
+            "UNAVAILABLE" => Unavailable,
             _ => Unknown,
         }
     }
@@ -107,6 +111,7 @@ impl ErrorCode {
             TooManyRequests => 429,
             RangeInvalid => 416,
             SizeTooLarge => 413,
+            Unavailable => 503,
             Unknown => 500,
         }
     }

@@ -126,6 +126,7 @@ impl Registry {
         match self.stat_blob(from, d).await {
             Ok(info) => {
                 self.write_link(&paths::layer_link(name, d), d).await?;
+                self.index_blob_linked(name).await?;
                 Ok(Some(info))
             }
             Err(RegistryError::BlobUnknown(_)) => Ok(None),

@@ -70,6 +70,13 @@ pub enum RegistryError {
     /// The request body broke off.
     #[error("reading the request body failed: {0}")]
     Body(#[source] std::io::Error),
+    /// The metadata index cannot be reached: nothing was changed (or storage was written and
+    /// the index will catch up); the client should retry.
+    #[error("the registry's index database is unavailable: retry in a moment")]
+    IndexUnavailable(#[source] berth_index::IndexError),
+    /// The metadata index refused or failed a query.
+    #[error("the registry's index failed")]
+    Index(#[source] berth_index::IndexError),
     /// The storage backend failed.
     #[error("storage failed")]
     Storage(#[source] StorageError),
@@ -78,6 +85,16 @@ pub enum RegistryError {
 impl From<StorageError> for RegistryError {
     fn from(e: StorageError) -> Self {
         RegistryError::Storage(e)
+    }
+}
+
+impl From<berth_index::IndexError> for RegistryError {
+    fn from(e: berth_index::IndexError) -> Self {
+        if e.is_unavailable() {
+            RegistryError::IndexUnavailable(e)
+        } else {
+            RegistryError::Index(e)
+        }
     }
 }
 
@@ -105,7 +122,8 @@ impl RegistryError {
             SizeInvalid(_) => ErrorCode::SizeInvalid,
             TooLarge { .. } => ErrorCode::SizeTooLarge,
             Unsupported(_) => ErrorCode::Unsupported,
-            Storage(_) => ErrorCode::Unknown,
+            IndexUnavailable(_) => ErrorCode::Unavailable,
+            Storage(_) | Index(_) => ErrorCode::Unknown,
         }
     }
 }

@@ -9,10 +9,14 @@
 //!   content they point at; every small write is atomic.
 //! - Blob bytes are never held in memory whole: uploads stream through an append writer, reads
 //!   stream from storage.
+//! - With a metadata index ([`Registry::with_index`]), storage stays the source of truth: pushes
+//!   write storage first and the index second, deletes the index first, so the index never lists
+//!   what storage does not hold.
 #![warn(missing_docs)]
 
 mod blobs;
 mod error;
+mod indexing;
 mod links;
 mod manifests;
 pub mod paths;
@@ -23,10 +27,12 @@ mod uploads;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+pub use berth_index::{Index, IndexConfig, IndexError};
 /// The storage types a user of the registry needs (the server depends on this crate only).
 pub use berth_storage::{ByteStream, FolderStorage, Storage};
 pub use blobs::{BlobInfo, BlobRead};
 pub use error::{RegistryError, Result};
+pub use indexing::ReconcileReport;
 pub use manifests::{MAX_TAGS_PER_PUSH, PutManifest, StoredManifest};
 pub use referrers::{MAX_REFERRER_ENTRY, REFERRERS_PAGE, ReferrersPage};
 pub use uploads::UploadStatus;
@@ -63,6 +69,8 @@ pub struct Registry {
     upload_locks: UploadLocks,
     /// Whether the last write found the storage full (so that it is logged once per episode).
     full: Arc<std::sync::atomic::AtomicBool>,
+    /// The metadata index, when the registry keeps one.
+    index: Option<indexing::Indexed>,
 }
 
 /// Per-upload locks of this process, by upload id; an entry lives only while a request holds or
@@ -77,6 +85,7 @@ impl Registry {
             config,
             upload_locks: Arc::default(),
             full: Arc::default(),
+            index: None,
         }
     }
 

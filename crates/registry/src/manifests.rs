@@ -137,6 +137,17 @@ impl Registry {
 
     /// Reads a manifest by tag or digest.
     pub async fn get_manifest(&self, name: &str, reference: &str) -> Result<StoredManifest> {
+        let m = self.get_manifest_unrecorded(name, reference).await?;
+        self.index_pull(name, &m.digest);
+        Ok(m)
+    }
+
+    /// [`Registry::get_manifest`] that records no pull (`HEAD`, and the registry's own reads).
+    pub async fn get_manifest_unrecorded(
+        &self,
+        name: &str,
+        reference: &str,
+    ) -> Result<StoredManifest> {
         let digest = self.resolve(name, reference).await?;
         // Manifests written by other registries may exceed our push limit; reading allows more.
         let limit = self.config.max_manifest_bytes.max(16 << 20);
@@ -257,6 +268,7 @@ impl Registry {
             None => None,
         };
 
+        self.index_check().await?;
         let data = paths::blob_data(&digest);
         if !self.exists(&data).await? {
             self.storage.put(&data, bytes.clone()).await?;
@@ -272,8 +284,8 @@ impl Registry {
             .await?;
         self.write_link(&paths::revision_link(name, &digest), &digest)
             .await?;
-        if let (Some(subject), Some(entry)) = (&parsed.subject, referrer_entry) {
-            self.add_referrer(name, &subject.digest, &digest, entry)
+        if let (Some(subject), Some(entry)) = (&parsed.subject, &referrer_entry) {
+            self.add_referrer(name, &subject.digest, &digest, entry.clone())
                 .await?;
         }
         for tag in &tags {
@@ -284,6 +296,16 @@ impl Registry {
             self.write_link(&paths::tag_index(name, tag, &digest), &digest)
                 .await?;
         }
+        self.index_manifest(
+            name,
+            &parsed,
+            &digest,
+            bytes.len() as u64,
+            referrer_entry.as_deref(),
+            &tags,
+        )
+        .await?;
+        self.index_settle_tags(name, &tags, &digest).await?;
         tracing::info!(repository = name, reference, digest = %digest, tags = tags.len(), "manifest pushed");
         Ok(PutManifest {
             digest,
@@ -340,11 +362,13 @@ impl Registry {
                     }
                     return Err(RegistryError::ManifestUnknown(tag));
                 }
+                self.index_delete_tag(name, &tag).await?;
                 self.delete_quiet(&paths::tag_dir(name, &tag)).await?;
                 tracing::info!(repository = name, tag, "tag deleted");
             }
             Target::Digest(d) => {
-                let stored = self.get_manifest(name, &d.to_string()).await?;
+                let stored = self.get_manifest_unrecorded(name, &d.to_string()).await?;
+                self.index_delete_manifest(name, &d).await?;
                 for tag in self.all_tags(name).await? {
                     if self
                         .read_link(&paths::tag_current(name, &tag))

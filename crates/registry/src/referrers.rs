@@ -81,6 +81,29 @@ impl Registry {
         after: Option<&Digest>,
     ) -> Result<ReferrersPage> {
         check_name(name)?;
+        if let Some((entries, more)) = self
+            .indexed_referrers(name, subject, artifact_type, after, REFERRERS_PAGE)
+            .await
+        {
+            let mut page = ReferrersPage::default();
+            let mut bytes_in_page = 0;
+            let mut last = None;
+            for (d, entry) in entries {
+                if bytes_in_page >= REFERRERS_PAGE_BYTES {
+                    page.next = last;
+                    return Ok(page);
+                }
+                if let Ok(v) = serde_json::from_str::<Value>(&entry) {
+                    bytes_in_page += entry.len();
+                    page.descriptors.push(v);
+                }
+                last = Some(d);
+            }
+            if more {
+                page.next = last;
+            }
+            return Ok(page);
+        }
         let dir = paths::referrers_dir(name, subject);
         let mut names = match self.storage.list(&dir).await {
             Ok(v) => v,

@@ -61,6 +61,9 @@ impl Registry {
         last: Option<&str>,
     ) -> Result<(Vec<String>, bool)> {
         check_name(name)?;
+        if let Some(answer) = self.indexed_tags(name, n, last).await {
+            return answer.ok_or_else(|| RegistryError::NameUnknown(name.to_owned()));
+        }
         // A repository with no tags folder and no manifests or blobs (abandoned uploads at
         // most) is unknown, and a tag is listed when its folder holds its link; tag deletion
         // removes the whole folder, so object stores need no per-tag read (it matters for
@@ -91,6 +94,9 @@ impl Registry {
         n: Option<usize>,
         last: Option<&str>,
     ) -> Result<(Vec<String>, bool)> {
+        if let Some(answer) = self.indexed_catalog(n, last).await {
+            return Ok(answer);
+        }
         let found = self
             .repo_dirs(|c| c == "_manifests" || c == "_layers")
             .await?;

@@ -344,6 +344,7 @@ impl Registry {
         self.write_link(&paths::layer_link(name, &expected), &expected)
             .await?;
         self.delete_quiet(&paths::upload_dir(name, id)).await?;
+        self.index_blob_linked(name).await?;
         tracing::info!(repository = name, digest = %expected, size = offset, "blob pushed");
         Ok(BlobInfo {
             digest: expected,

@@ -64,6 +64,18 @@ impl From<AuthError> for ApiError {
     }
 }
 
+/// An error and its causes, joined by `: `, for the log.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut chain = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        src = s.source();
+    }
+    chain
+}
+
 impl From<IssueError> for ApiError {
     fn from(e: IssueError) -> Self {
         let (status, code) = match &e {
@@ -124,16 +136,13 @@ impl From<RegistryError> for ApiError {
             )
             .with_status(StatusCode::INSUFFICIENT_STORAGE);
         }
+        if code == ErrorCode::Unavailable {
+            tracing::warn!(error = %error_chain(&e), "request refused: the index is unavailable");
+            return ApiError::new(code, e.to_string()).with_header(header::RETRY_AFTER, "2");
+        }
         if code == ErrorCode::Unknown {
             // Log the real cause; answer a short message without internal paths.
-            let mut chain = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                chain.push_str(": ");
-                chain.push_str(&s.to_string());
-                src = s.source();
-            }
-            tracing::error!(error = chain, "internal error");
+            tracing::error!(error = error_chain(&e), "internal error");
             return ApiError::new(code, "internal storage error; see the registry's log");
         }
         let mut err = ApiError::new(code, e.to_string());

@@ -20,6 +20,7 @@ pub mod image;
 pub mod layout;
 pub mod net;
 pub mod pki;
+pub mod postgres;
 pub mod process;
 pub mod serve;
 pub mod skopeo;

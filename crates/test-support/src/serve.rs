@@ -16,6 +16,7 @@ use crate::garage::Garage;
 use crate::image::{Blob, Image};
 use crate::net::{answers_v2, free_port};
 use crate::pki::Pki;
+use crate::postgres::{Postgres, postgres_mode};
 use crate::process::{
     berth_bin, berth_cmd, env_remove_prefixed, signal, tail, tail_file, wait_timeout,
 };
@@ -38,6 +39,8 @@ pub struct Server {
     pub tls: bool,
     /// The Garage node holding this server's bucket, in S3 mode.
     _garage: Option<Garage>,
+    /// The PostgreSQL cluster holding its index, in S3 mode with `BERTH_TEST_DATABASE=postgres`.
+    _postgres: Option<Postgres>,
 }
 
 /// How a launcher knows that the process it started serves.
@@ -80,11 +83,17 @@ impl Server {
             if !redirect {
                 yaml.push_str("  redirect:\n    disable: true\n");
             }
+            let pg = postgres_mode().then(|| {
+                let pg = Postgres::start();
+                let dsn = pg.create_database("berth");
+                yaml.push_str(&format!("database:\n  dsn: {dsn}\n"));
+                pg
+            });
             std::fs::write(&cfg, yaml).expect("write config");
             register_s3_root(&root, g.s3_config("berth"));
-            (g, cfg)
+            (g, cfg, pg)
         });
-        let cfg = s3.as_ref().map(|(_, c)| c.clone());
+        let cfg = s3.as_ref().map(|(_, c, _)| c.clone());
         let mut srv =
             Self::spawn_retrying("berth serve", root.clone(), false, Ready::V2, |port, _| {
                 let mut cmd = Command::new(berth_bin());
@@ -100,7 +109,10 @@ impl Server {
                 cmd.envs(env.iter().copied());
                 cmd
             });
-        srv._garage = s3.map(|(g, _)| g);
+        if let Some((g, _, pg)) = s3 {
+            srv._garage = Some(g);
+            srv._postgres = pg;
+        }
         srv
     }
 
@@ -204,6 +216,7 @@ impl Server {
                 what,
                 tls,
                 _garage: None,
+                _postgres: None,
             };
             let until = Instant::now() + STARTUP;
             loop {

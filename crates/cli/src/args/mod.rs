@@ -21,7 +21,7 @@ pub use inspect::{
     SearchArgs, SizeArgs, TagsArgs,
 };
 pub use login::{LoginArgs, LogoutArgs};
-pub use serve::ServeArgs;
+pub use serve::{IndexArgs, IndexCommand, IndexRebuildArgs, ServeArgs};
 
 /// Berth: an OCI registry server, registry client and image builder in one binary.
 #[derive(Parser)]
@@ -37,6 +37,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the registry server (OCI Distribution Spec v1.1, Docker Registry HTTP API V2).
     Serve(ServeArgs),
+    /// Check or rebuild the server's metadata index from storage.
+    Index(IndexArgs),
     /// Registry client commands.
     #[command(flatten)]
     Client(ClientCommand),

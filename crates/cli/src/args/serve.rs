@@ -30,3 +30,35 @@ pub struct ServeArgs {
     #[arg(long)]
     pub delete_enabled: bool,
 }
+
+/// Arguments of `berth index`.
+#[derive(clap::Args, Debug)]
+pub struct IndexArgs {
+    /// What to do with the index.
+    #[command(subcommand)]
+    pub command: IndexCommand,
+}
+
+/// `berth index` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum IndexCommand {
+    /// Bring the metadata index level with storage: index what storage holds and the index
+    /// lacks (a tree CNCF Distribution filled, writes a crash left out), forget what storage
+    /// no longer holds. A damaged embedded file is set aside and built again. Safe while
+    /// `berth serve` runs on the same storage and index.
+    Rebuild(IndexRebuildArgs),
+}
+
+/// Arguments of `berth index rebuild`.
+#[derive(clap::Args, Debug)]
+pub struct IndexRebuildArgs {
+    /// The server's config.yml (storage and database sections; REGISTRY_* variables apply).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Storage folder, as for `berth serve --root`.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Only report how index and storage differ; change nothing (exit code 1 if they do).
+    #[arg(long)]
+    pub check: bool,
+}

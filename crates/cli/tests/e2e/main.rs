@@ -19,5 +19,6 @@ mod serve_concurrency;
 mod serve_crash;
 mod serve_docker;
 mod serve_hardening;
+mod serve_index;
 mod serve_s3;
 mod serve_skopeo;

@@ -19,7 +19,12 @@ pub(super) async fn get_manifest(
     h: &HeaderMap,
     head: bool,
 ) -> ApiResult {
-    let m = st.registry.get_manifest(name, reference).await?;
+    // A HEAD is no pull (clients HEAD to check for updates); a GET is recorded as one.
+    let m = if head {
+        st.registry.get_manifest_unrecorded(name, reference).await?
+    } else {
+        st.registry.get_manifest(name, reference).await?
+    };
     if !headers::accepts(h, &m.media_type) {
         return Err(ApiError::new(
             ErrorCode::ManifestUnknown,
