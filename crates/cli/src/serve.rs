@@ -50,7 +50,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let access = access_control(&settings, registry.storage().as_ref()).await?;
     let app = berth_server::router(
-        registry,
+        registry.clone(),
         ServerOptions {
             trust_forwarded_headers: settings.trust_forwarded,
             access,
@@ -75,6 +75,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    registry.flush_index().await;
     tracing::info!("shut down cleanly");
     Ok(())
 }

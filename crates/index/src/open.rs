@@ -149,7 +149,9 @@ impl Index {
             backend,
             target,
         };
-        index.check_tables(config).await?;
+        if sqlite {
+            index.check_tables(config).await?;
+        }
         let migrator = if sqlite {
             &SQLITE_MIGRATIONS
         } else {
@@ -165,17 +167,11 @@ impl Index {
         Ok(index)
     }
 
-    /// Refuses a database that holds tables of another program, and (for the embedded file) a
-    /// file SQLite cannot read.
+    /// Refuses an embedded file that holds tables of another program or that SQLite cannot
+    /// read. (A PostgreSQL database may hold other programs' tables beside Berth's; a name
+    /// that collides fails the migration, with its error.)
     async fn check_tables(&self, config: &IndexConfig) -> Result<()> {
-        let q = match self.backend {
-            Backend::Sqlite => {
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            }
-            Backend::Postgres => {
-                "SELECT CAST(table_name AS TEXT) FROM information_schema.tables WHERE table_schema = current_schema()"
-            }
-        };
+        let q = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'";
         let rows = sqlx::query(q)
             .fetch_all(&self.pool)
             .await

@@ -127,6 +127,14 @@ impl Registry {
         Ok(self)
     }
 
+    /// Writes the pull records not yet written (at shutdown; they are otherwise written every
+    /// few seconds).
+    pub async fn flush_index(&self) {
+        if let Some(i) = &self.index {
+            i.pulls.flush(&i.index).await;
+        }
+    }
+
     /// The index, if the registry keeps one.
     pub fn index(&self) -> Option<&Index> {
         self.index.as_ref().map(|i| &i.index)

@@ -115,7 +115,9 @@ impl Registry {
             } else {
                 format!("{root}/{rel}")
             };
-            let children = match self.storage.list(&dir).await {
+            // One listing per folder: the marks (`_manifests`, `_layers`) and the
+            // subfolders are all folders, so no child needs a stat of its own.
+            let children = match self.storage.list_folders(&dir).await {
                 Ok(c) => c,
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e.into()),
@@ -126,19 +128,11 @@ impl Registry {
                     is_repo |= marks(&c);
                     continue;
                 }
-                let child = if rel.is_empty() {
+                stack.push(if rel.is_empty() {
                     c
                 } else {
                     format!("{rel}/{c}")
-                };
-                if self
-                    .storage
-                    .stat(&format!("{root}/{child}"))
-                    .await
-                    .is_ok_and(|m| m.is_dir)
-                {
-                    stack.push(child);
-                }
+                });
             }
             if is_repo && check_name(&rel).is_ok() {
                 found.push(rel);

@@ -364,6 +364,24 @@ impl Storage for S3Storage {
         Ok(names)
     }
 
+    async fn list_folders(&self, path: &str) -> Result<Vec<String>> {
+        let key = self.key(path)?;
+        let res = self
+            .store
+            .list_with_delimiter(Some(&key))
+            .await
+            .map_err(|e| map_err(path, e))?;
+        if res.objects.is_empty() && res.common_prefixes.is_empty() {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        // A prefix is a folder; hidden upload objects are never prefixes.
+        Ok(res
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .collect())
+    }
+
     async fn delete(&self, path: &str) -> Result<()> {
         let key = self.key(path)?;
         let keys = self.keys_under(&key).await?;

@@ -323,6 +323,30 @@ impl Storage for FolderStorage {
         blocking(move || put_atomic(&key, &full, &data)).await
     }
 
+    async fn list_folders(&self, path: &str) -> Result<Vec<String>> {
+        let full = self.full(path)?;
+        let key = path.to_owned();
+        blocking(move || {
+            let rd = std::fs::read_dir(&full).map_err(|e| StorageError::io(&key, e))?;
+            let mut out = Vec::new();
+            for entry in rd {
+                let entry = entry.map_err(|e| StorageError::io(&key, e))?;
+                let is_dir = entry
+                    .file_type()
+                    .map_err(|e| StorageError::io(&key, e))?
+                    .is_dir();
+                if let Some(name) = entry.file_name().to_str()
+                    && is_dir
+                    && !name.starts_with(TMP_PREFIX)
+                {
+                    out.push(name.to_owned());
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn list(&self, path: &str) -> Result<Vec<String>> {
         let full = self.full(path)?;
         let key = path.to_owned();

@@ -106,6 +106,23 @@ pub trait Storage: Send + Sync + 'static {
     /// Names (not paths) of the immediate children of a directory, unsorted.
     async fn list(&self, path: &str) -> Result<Vec<String>>;
 
+    /// Names of the immediate children of a directory that are directories themselves,
+    /// unsorted. Backends answer from one listing (an object store's common prefixes, a
+    /// folder's entry types); this default stats each child.
+    async fn list_folders(&self, path: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for c in self.list(path).await? {
+            if self
+                .stat(&format!("{path}/{c}"))
+                .await
+                .is_ok_and(|m| m.is_dir)
+            {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes an object or a directory tree.
     async fn delete(&self, path: &str) -> Result<()>;
 

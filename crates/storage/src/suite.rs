@@ -137,6 +137,15 @@ pub async fn list_delete(s: &dyn Storage) {
     assert!(s.stat("l/y/z/3").await.unwrap_err().is_not_found());
     assert!(s.delete("l/none").await.unwrap_err().is_not_found());
     assert!(s.list("l/none").await.unwrap_err().is_not_found());
+    s.put("f/file", Bytes::from_static(b"1")).await.unwrap();
+    s.put("f/dir/a", Bytes::from_static(b"2")).await.unwrap();
+    s.put("f/other/deep/b", Bytes::from_static(b"3"))
+        .await
+        .unwrap();
+    let mut names = s.list_folders("f").await.unwrap();
+    names.sort();
+    assert_eq!(names, ["dir", "other"], "folders only, not the file");
+    assert!(s.list_folders("f/none").await.unwrap_err().is_not_found());
 }
 
 /// Writers append, report their size, and reopen at an offset discarding the tail.
