@@ -52,6 +52,35 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The metadata index (`database`).
     pub database: DatabaseSettings,
+    /// Garbage collection (`gc`).
+    pub gc: GcSettings,
+}
+
+/// Garbage collection (`gc` in config.yml).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GcSettings {
+    /// Whether `berth serve` collects on a schedule (`gc.enabled`, on by default).
+    pub enabled: bool,
+    /// How often (`gc.interval`, 24h by default); the first run is one interval after start.
+    pub interval: std::time::Duration,
+    /// What was written or touched this recently is kept (`gc.grace`, 1h by default).
+    pub grace: std::time::Duration,
+    /// Delete manifests no tag reaches (`gc.deleteuntagged`, off by default).
+    pub delete_untagged: bool,
+    /// Deletes per second at most (`gc.rate`; 0, the default, for no limit).
+    pub rate: Option<u32>,
+}
+
+impl Default for GcSettings {
+    fn default() -> Self {
+        GcSettings {
+            enabled: true,
+            interval: std::time::Duration::from_secs(24 * 3600),
+            grace: berth_registry::DEFAULT_GRACE,
+            delete_untagged: false,
+            rate: None,
+        }
+    }
 }
 
 /// Where the metadata index lives (`database` in config.yml).
@@ -123,6 +152,17 @@ struct FileConfig {
     http: HttpSection,
     berth: BerthSection,
     database: DatabaseSection,
+    gc: GcSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GcSection {
+    enabled: Option<Flexible>,
+    interval: Option<String>,
+    grace: Option<String>,
+    deleteuntagged: Option<Flexible>,
+    rate: Option<Flexible>,
 }
 
 #[derive(Deserialize, Default)]
@@ -482,8 +522,10 @@ pub fn load(
         _ => None,
     };
     let database = database_settings(cfg.database, s3.is_some(), &root)?;
+    let gc = gc_settings(cfg.gc)?;
     Ok(Settings {
         database,
+        gc,
         addr,
         root,
         s3,
@@ -612,6 +654,39 @@ fn database_settings(
         (None, None) if on_s3 => Ok(DatabaseSettings::Off { asked: false }),
         (None, None) => Ok(DatabaseSettings::Embedded(default_index_path(root))),
     }
+}
+
+fn gc_settings(g: GcSection) -> anyhow::Result<GcSettings> {
+    let d = GcSettings::default();
+    let dur = |v: Option<String>, what: &str, default, zero_ok: bool| match v {
+        None => Ok(default),
+        Some(t) => match humantime::parse_duration(t.trim()) {
+            Ok(x) if zero_ok || !x.is_zero() => Ok(x),
+            _ => Err(anyhow::anyhow!(
+                "gc.{what}: expected a duration such as 24h or 30m, found {t:?}"
+            )),
+        },
+    };
+    let rate = match g.rate {
+        None => None,
+        Some(f) => match f.as_u64("gc.rate")? {
+            0 => None,
+            n => Some(u32::try_from(n).context("gc.rate: at most 4294967295 deletes per second")?),
+        },
+    };
+    Ok(GcSettings {
+        enabled: match g.enabled {
+            Some(f) => f.as_bool("gc.enabled")?,
+            None => d.enabled,
+        },
+        interval: dur(g.interval, "interval", d.interval, false)?,
+        grace: dur(g.grace, "grace", d.grace, true)?,
+        delete_untagged: match g.deleteuntagged {
+            Some(f) => f.as_bool("gc.deleteuntagged")?,
+            None => d.delete_untagged,
+        },
+        rate,
+    })
 }
 
 fn upload_purging(p: Option<UploadPurgingSection>) -> anyhow::Result<Option<UploadPurging>> {
@@ -987,18 +1062,48 @@ mod tests {
         assert!(parse_addr("nonsense").is_err());
     }
 
+    fn load_yaml(yaml: &str, env: Vec<(&str, &str)>) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("config.yml");
+        std::fs::write(&f, yaml).unwrap();
+        load(
+            Some(&f),
+            env.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())),
+            &Overrides::default(),
+        )
+    }
+
+    #[test]
+    fn the_gc_section() {
+        let s = load_yaml("", vec![]).unwrap();
+        assert_eq!(s.gc, GcSettings::default());
+        let s = load_yaml(
+            "gc:\n  interval: 6h\n  grace: 0s\n  deleteuntagged: true\n  rate: 50\n",
+            vec![("REGISTRY_GC_ENABLED", "false")],
+        )
+        .unwrap();
+        assert_eq!(
+            s.gc,
+            GcSettings {
+                enabled: false,
+                interval: std::time::Duration::from_secs(6 * 3600),
+                grace: std::time::Duration::ZERO,
+                delete_untagged: true,
+                rate: Some(50),
+            }
+        );
+        for (bad, key) in [
+            ("gc:\n  interval: 0s\n", "gc.interval"),
+            ("gc:\n  grace: soon\n", "gc.grace"),
+            ("gc:\n  deleteuntagged: maybe\n", "gc.deleteuntagged"),
+        ] {
+            let e = format!("{:#}", load_yaml(bad, vec![]).unwrap_err());
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
+
     #[test]
     fn the_database_section_and_its_variable() {
-        let load_yaml = |yaml: &str, env: Vec<(&str, &str)>| {
-            let dir = tempfile::tempdir().unwrap();
-            let f = dir.path().join("config.yml");
-            std::fs::write(&f, yaml).unwrap();
-            load(
-                Some(&f),
-                env.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())),
-                &Overrides::default(),
-            )
-        };
         // A folder keeps an embedded index under its root by default.
         let s = load_yaml(
             "storage:\n  filesystem:\n    rootdirectory: /data\n",

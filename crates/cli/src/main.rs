@@ -10,6 +10,7 @@ mod commands;
 mod config;
 mod connect;
 mod exit;
+mod gc;
 mod index;
 mod logging;
 mod output;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await.map_err(serve::failure),
             Command::Index(args) => index::run(args).await,
+            Command::Gc(args) => gc::run(args).await,
             Command::Client(cmd) => commands::run(cmd).await,
             Command::Build(cmd) => commands::build::run(*cmd).await,
         }

@@ -31,6 +31,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             delete_enabled: settings.delete_enabled,
             max_manifest_bytes: settings.max_manifest_bytes,
             redirect_blobs: redirect,
+            gc_grace: settings.gc.grace,
         },
     );
     if let Some(index) = open_index(&settings).await? {
@@ -48,6 +49,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(p) = settings.upload_purging {
         spawn_upload_purger(registry.clone(), p);
     }
+    spawn_collector(registry.clone(), settings.gc.clone());
     let access = access_control(&settings, registry.storage().as_ref()).await?;
     let app = berth_server::router(
         registry.clone(),
@@ -293,6 +295,35 @@ fn spawn_upload_purger(registry: Registry, p: config::UploadPurging) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "purged abandoned uploads"),
                 Err(e) => tracing::warn!(error = %e, "purging abandoned uploads failed"),
+            }
+        }
+    });
+}
+
+/// Puts back what a killed collection left aside, then (when `gc.enabled`) collects garbage
+/// every `gc.interval`, in the background. Every replica may run this: two runs at once
+/// delete nothing twice and keep what either must keep.
+fn spawn_collector(registry: Registry, gc: config::GcSettings) {
+    tokio::spawn(async move {
+        if let Err(e) = registry.gc_recover().await {
+            tracing::warn!(error = %crate::exit::chain(&e), "cannot put back the blobs an interrupted garbage collection moved aside; the next run tries again");
+        }
+        if !gc.enabled {
+            return;
+        }
+        let opts = berth_registry::GcOptions {
+            grace: gc.grace,
+            delete_untagged: gc.delete_untagged,
+            dry_run: false,
+            rate: gc.rate,
+        };
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + gc.interval, gc.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = registry.collect_garbage(&opts).await {
+                tracing::warn!(error = %crate::exit::chain(&e), "garbage collection stopped; nothing half-deleted is visible, the next run goes on");
             }
         }
     });

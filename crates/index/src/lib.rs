@@ -32,6 +32,7 @@ pub use reconcile::{RECONCILE_GRACE, RepositoryDiff, RepositorySnapshot};
 pub use records::{
     ManifestInfo, ManifestRecord, ManifestReference, PullRecord, ReferenceKind, TagRecord,
 };
+pub use writes::CLOCK_SKEW;
 
 /// Which database an index lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -50,9 +50,14 @@ async fn listings_pages_and_deletes() {
     let ix = open(&dir).await;
     assert!(!ix.is_complete().await.unwrap());
     for repo in ["b/x", "a", "B", "a/b"] {
-        ix.put_manifest(repo, &manifest(1, None), &tags(&["v1", "latest", "V0"]))
-            .await
-            .unwrap();
+        ix.put_manifest(
+            repo,
+            &manifest(1, None),
+            &tags(&["v1", "latest", "V0"]),
+            SystemTime::now(),
+        )
+        .await
+        .unwrap();
     }
     // Bytewise order, as the spec's lexical order: uppercase first.
     assert_eq!(
@@ -96,7 +101,7 @@ async fn listings_pages_and_deletes() {
         None
     );
     // A new push revives the deleted rows.
-    ix.put_manifest("a", &manifest(1, None), &tags(&["v1"]))
+    ix.put_manifest("a", &manifest(1, None), &tags(&["v1"]), SystemTime::now())
         .await
         .unwrap();
     assert_eq!(
@@ -110,11 +115,15 @@ async fn referrers_sizes_and_pulls() {
     let dir = tempfile::tempdir().unwrap();
     let ix = open(&dir).await;
     let base = manifest(1, None);
-    ix.put_manifest("r", &base, &tags(&["v1"])).await.unwrap();
+    ix.put_manifest("r", &base, &tags(&["v1"]), SystemTime::now())
+        .await
+        .unwrap();
     let mut sigs: Vec<ManifestRecord> = (2..6).map(|n| manifest(n, Some(&base.digest))).collect();
     sigs[0].artifact_type = Some("application/other".into());
     for s in &sigs {
-        ix.put_manifest("r", s, &[]).await.unwrap();
+        ix.put_manifest("r", s, &[], SystemTime::now())
+            .await
+            .unwrap();
     }
     let (all, more) = ix
         .referrers("r", &base.digest, None, None, 10)
@@ -220,7 +229,9 @@ async fn reconcile_fixes_differences_but_not_recent_live_writes() {
     );
 
     // A live push of tag c after the walk read storage: the reconcile leaves it.
-    ix.put_manifest("r", &new, &tags(&["c"])).await.unwrap();
+    ix.put_manifest("r", &new, &tags(&["c"]), SystemTime::now())
+        .await
+        .unwrap();
     let diff = ix
         .reconcile_repository(&snapshot, started, false)
         .await
@@ -307,7 +318,7 @@ async fn a_foreign_or_damaged_file_is_refused_and_reopening_keeps_data() {
     assert!(matches!(e, IndexError::Foreign { .. }), "{e:?}");
 
     let ix = open(&dir).await;
-    ix.put_manifest("r", &manifest(1, None), &tags(&["v1"]))
+    ix.put_manifest("r", &manifest(1, None), &tags(&["v1"]), SystemTime::now())
         .await
         .unwrap();
     ix.close().await;
@@ -323,4 +334,53 @@ async fn a_foreign_or_damaged_file_is_refused_and_reopening_keeps_data() {
     .await
     .unwrap_err();
     assert!(e.to_string().contains("database.dsn"), "{e}");
+}
+
+#[tokio::test]
+async fn a_push_names_the_tags_another_writer_changed_while_it_wrote_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let ix = open(&dir).await;
+    let (a, b) = (manifest(1, None), manifest(2, None));
+    // A new tag, and one moved by a writer that finished long before this push began.
+    let contended = ix
+        .put_manifest("r", &a, &tags(&["new", "old"]), SystemTime::now())
+        .await
+        .unwrap();
+    assert!(contended.is_empty(), "{contended:?}");
+    let later = SystemTime::now() + CLOCK_SKEW + Duration::from_secs(1);
+    assert!(
+        ix.put_manifest("r", &b, &tags(&["old"]), later)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another writer moved "hot" after this push began writing storage: named.
+    let began = SystemTime::now();
+    ix.put_manifest("r", &a, &tags(&["hot", "same"]), began)
+        .await
+        .unwrap();
+    let contended = ix
+        .put_manifest("r", &b, &tags(&["hot"]), began)
+        .await
+        .unwrap();
+    assert_eq!(contended, tags(&["hot"]));
+    // The same manifest written twice is no contest; a recent delete is.
+    assert!(
+        ix.put_manifest("r", &a, &tags(&["same"]), began)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    ix.delete_tag("r", "same").await.unwrap();
+    let contended = ix
+        .put_manifest("r", &a, &tags(&["same"]), began)
+        .await
+        .unwrap();
+    assert_eq!(contended, tags(&["same"]));
+    // Every write landed: the tags point where the last push said.
+    let listed = ix.tag_records("r").await.unwrap();
+    let digest_of = |t: &str| listed.iter().find(|r| r.tag == t).map(|r| r.digest.clone());
+    assert_eq!(digest_of("hot"), Some(b.digest.clone()));
+    assert_eq!(digest_of("old"), Some(b.digest.clone()));
+    assert_eq!(digest_of("same"), Some(a.digest.clone()));
 }

@@ -1,11 +1,19 @@
 //! Writes made by live requests, each after (pushes) or before (deletes) the storage write.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use berth_oci::Digest;
 
 use crate::records::{millis, size_i64};
-use crate::{Index, ManifestRecord, PullRecord, Result};
+use crate::{Backend, Index, ManifestRecord, PullRecord, Result};
+
+/// How far apart the clocks of replicas sharing one database may be for
+/// [`Index::put_manifest`] to tell a concurrent writer from an earlier one.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(10);
+
+fn millis_of(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
@@ -25,21 +33,41 @@ impl Index {
         Ok(())
     }
 
-    /// Records a stored manifest and points `tags` at it, in one transaction.
+    /// Records a stored manifest and points `tags` at it, in one transaction. `since` is when
+    /// this push began writing storage. Returns the tags whose previous entry another writer
+    /// changed (moved elsewhere or deleted) at or after `since`, less [`CLOCK_SKEW`]: that
+    /// writer may have changed the tag in storage after this push did, so the caller re-reads
+    /// storage for those (and only those) to settle on one winner. A tag not contended so is
+    /// right as written: whoever changed it earlier did so in storage earlier too.
     pub async fn put_manifest(
         &self,
         repository: &str,
         manifest: &ManifestRecord,
         tags: &[String],
-    ) -> Result<()> {
+        since: SystemTime,
+    ) -> Result<Vec<String>> {
         let now = millis(SystemTime::now());
+        let since = millis(since).saturating_sub(millis_of(CLOCK_SKEW));
         let mut tx = self.pool.begin().await?;
         upsert_manifest(&mut tx, repository, manifest, now, None).await?;
+        let mut contended = Vec::new();
         for tag in tags {
-            upsert_tag(&mut tx, repository, tag, &manifest.digest, now, None).await?;
+            if push_tag(
+                &mut tx,
+                self.backend,
+                repository,
+                tag,
+                &manifest.digest,
+                now,
+                since,
+            )
+            .await?
+            {
+                contended.push(tag.clone());
+            }
         }
         tx.commit().await?;
-        Ok(())
+        Ok(contended)
     }
 
     /// Points a tag at a manifest the index already holds (after a concurrent push moved it).
@@ -225,4 +253,65 @@ pub(crate) async fn upsert_tag(
     .await?
     .rows_affected()
         > 0)
+}
+
+/// Points a pushed tag at `digest`. Returns whether the entry it replaced was changed to
+/// something else at or after `since` (see [`Index::put_manifest`]).
+///
+/// A new tag is one statement. An existing one is read first (locked on PostgreSQL; SQLite
+/// holds the whole database for a writing transaction), so that of two pushes racing on one
+/// tag the later index write always sees the earlier one: `INSERT .. ON CONFLICT DO NOTHING`
+/// waits for a concurrent insert of the same key to commit before it reports the conflict.
+async fn push_tag(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    repository: &str,
+    tag: &str,
+    digest: &Digest,
+    now: i64,
+    since: i64,
+) -> Result<bool> {
+    let d = digest.to_string();
+    let inserted = sqlx::query(
+        "INSERT INTO tags (repository, tag, digest, pushed_at, deleted_at) VALUES ($1, $2, $3, $4, NULL) \
+         ON CONFLICT (repository, tag) DO NOTHING",
+    )
+    .bind(repository)
+    .bind(tag)
+    .bind(&d)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        > 0;
+    if inserted {
+        return Ok(false);
+    }
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let prev: Option<(String, i64, Option<i64>)> = sqlx::query_as(&format!(
+        "SELECT digest, pushed_at, deleted_at FROM tags WHERE repository = $1 AND tag = $2{lock}"
+    ))
+    .bind(repository)
+    .bind(tag)
+    .fetch_optional(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE tags SET digest = $3, pushed_at = $4, deleted_at = NULL WHERE repository = $1 AND tag = $2",
+    )
+    .bind(repository)
+    .bind(tag)
+    .bind(&d)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(match prev {
+        Some((prev, pushed_at, deleted_at)) => {
+            let changed_at = pushed_at.max(deleted_at.unwrap_or(i64::MIN));
+            (prev != d || deleted_at.is_some()) && changed_at >= since
+        }
+        None => false,
+    })
 }

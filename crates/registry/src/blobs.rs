@@ -42,6 +42,15 @@ impl Registry {
         }
     }
 
+    /// [`Registry::stat_blob`] for a client that asks whether the repository has a blob,
+    /// most likely to reference it in a manifest next: the link is refreshed so that a
+    /// garbage collection running meanwhile keeps the blob.
+    pub async fn head_blob(&self, name: &str, d: &Digest) -> Result<BlobInfo> {
+        let info = self.stat_blob(name, d).await?;
+        self.touch_link(&paths::layer_link(name, d), d).await?;
+        Ok(info)
+    }
+
     /// How long a presigned blob URL stays valid (Distribution uses 20 minutes).
     const REDIRECT_EXPIRY: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 

@@ -203,7 +203,9 @@ impl Registry {
         Ok(())
     }
 
-    /// Records a stored manifest and its tags.
+    /// Records a stored manifest and its tags, then settles the tags a concurrent writer may
+    /// have moved: `since` is when this push began writing storage.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn index_manifest(
         &self,
         name: &str,
@@ -212,7 +214,11 @@ impl Registry {
         size: u64,
         referrer_entry: Option<&[u8]>,
         tags: &[String],
+        since: SystemTime,
     ) -> Result<()> {
+        if self.index.is_none() {
+            return Ok(());
+        }
         let record = manifest_record(
             parsed,
             digest,
@@ -220,24 +226,24 @@ impl Registry {
             referrer_entry.map(|b| String::from_utf8_lossy(b).into_owned()),
             SystemTime::now(),
         );
-        self.index_after(name, |ix| async move {
-            ix.put_manifest(name, &record, tags).await
+        let mut contended = Vec::new();
+        self.index_after(name, |ix| {
+            let contended = &mut contended;
+            async move {
+                *contended = ix.put_manifest(name, &record, tags, since).await?;
+                Ok(())
+            }
         })
-        .await
+        .await?;
+        self.index_settle_tags(name, &contended, digest).await
     }
 
-    /// After the index recorded `tags` → `written`: when a concurrent push (on any replica)
-    /// moved a tag in storage between this push's storage and index writes, the index is set
-    /// to what storage holds, until the two agree; so both end with the same winner.
-    pub(crate) async fn index_settle_tags(
-        &self,
-        name: &str,
-        tags: &[String],
-        written: &Digest,
-    ) -> Result<()> {
-        if self.index.is_none() {
-            return Ok(());
-        }
+    /// After the index recorded `tags` → `written`: when a concurrent push or delete (on any
+    /// replica) changed a tag in storage between this push's storage and index writes, the
+    /// index is set to what storage holds, until the two agree; so both end with the same
+    /// winner. The index names the tags that may be so (see `Index::put_manifest`), so an
+    /// uncontended push reads nothing back from storage.
+    async fn index_settle_tags(&self, name: &str, tags: &[String], written: &Digest) -> Result<()> {
         for tag in tags {
             let mut indexed = written.clone();
             // Each round follows one more concurrent writer; a handful is plenty, and the

@@ -16,6 +16,7 @@
 
 mod blobs;
 mod error;
+mod gc;
 mod indexing;
 mod links;
 mod manifests;
@@ -32,6 +33,7 @@ pub use berth_index::{Index, IndexConfig, IndexError};
 pub use berth_storage::{ByteStream, FolderStorage, Storage};
 pub use blobs::{BlobInfo, BlobRead};
 pub use error::{RegistryError, Result};
+pub use gc::{DEFAULT_GRACE, GcOptions, GcReport, QUARANTINE};
 pub use indexing::ReconcileReport;
 pub use manifests::{MAX_TAGS_PER_PUSH, PutManifest, StoredManifest};
 pub use referrers::{MAX_REFERRER_ENTRY, REFERRERS_PAGE, ReferrersPage};
@@ -47,6 +49,9 @@ pub struct RegistryConfig {
     /// Answer blob GETs with a redirect to a presigned URL of the storage backend, when it can
     /// make one (`storage.redirect`; S3 can, the folder backend cannot).
     pub redirect_blobs: bool,
+    /// The garbage collector's grace window: a push refreshes the links it relies on when
+    /// they are older than half of it, so that a collection keeps what they name.
+    pub gc_grace: std::time::Duration,
 }
 
 impl Default for RegistryConfig {
@@ -55,6 +60,7 @@ impl Default for RegistryConfig {
             delete_enabled: false,
             max_manifest_bytes: berth_oci::manifest::DEFAULT_MAX_MANIFEST_BYTES as u64,
             redirect_blobs: false,
+            gc_grace: gc::DEFAULT_GRACE,
         }
     }
 }

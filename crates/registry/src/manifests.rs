@@ -269,6 +269,7 @@ impl Registry {
         };
 
         self.index_check().await?;
+        let since = std::time::SystemTime::now();
         let data = paths::blob_data(&digest);
         if !self.exists(&data).await? {
             self.storage.put(&data, bytes.clone()).await?;
@@ -303,9 +304,9 @@ impl Registry {
             bytes.len() as u64,
             referrer_entry.as_deref(),
             &tags,
+            since,
         )
         .await?;
-        self.index_settle_tags(name, &tags, &digest).await?;
         tracing::info!(repository = name, reference, digest = %digest, tags = tags.len(), "manifest pushed");
         Ok(PutManifest {
             digest,
@@ -325,19 +326,18 @@ impl Registry {
             self.check_blob_ref(name, &l.digest).await?;
         }
         for child in &m.manifests {
-            if self
-                .read_link(&paths::revision_link(name, &child.digest))
-                .await?
-                .is_none()
-            {
+            let link = paths::revision_link(name, &child.digest);
+            if self.read_link(&link).await?.is_none() {
                 return Err(RegistryError::ManifestBlobUnknown(child.digest.clone()));
             }
+            // A collection running now keeps what a fresh link names.
+            self.touch_link(&link, &child.digest).await?;
         }
         Ok(())
     }
 
     async fn check_blob_ref(&self, name: &str, d: &Digest) -> Result<()> {
-        match self.stat_blob(name, d).await {
+        match self.head_blob(name, d).await {
             Ok(_) => Ok(()),
             Err(RegistryError::BlobUnknown(_)) => {
                 Err(RegistryError::ManifestBlobUnknown(d.clone()))

@@ -373,6 +373,29 @@ impl Server {
         r
     }
 
+    /// Pushes an image as Distribution 2.8 accepts it (each blob by POST, then PUT with the
+    /// digest) under `reference`; asserts 201.
+    pub fn push_image_in_two_steps(&self, repo: &str, reference: &str, img: &Image) {
+        for blob in std::iter::once(&img.config).chain(img.layers.iter()) {
+            self.push_blob_in_two_steps(repo, blob);
+        }
+        let r = self.put_manifest(repo, reference, img.media_type, &img.manifest.bytes);
+        assert_eq!(r.status, 201, "push manifest {repo}:{reference}: {r}");
+    }
+
+    /// Pushes a blob by POST, then PUT with the digest; asserts 201.
+    pub fn push_blob_in_two_steps(&self, repo: &str, blob: &Blob) {
+        let loc = self.start_upload(repo);
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let r = Req::new(
+            "PUT",
+            format!("{}{sep}digest={}", self.on(&loc), blob.digest),
+        )
+        .body(blob.bytes.clone())
+        .send();
+        assert_eq!(r.status, 201, "push blob {} to {repo}: {r}", blob.digest);
+    }
+
     /// Starts an upload session; returns its `Location` (a path or URL).
     pub fn start_upload(&self, repo: &str) -> String {
         let r = self

@@ -21,7 +21,7 @@ pub use inspect::{
     SearchArgs, SizeArgs, TagsArgs,
 };
 pub use login::{LoginArgs, LogoutArgs};
-pub use serve::{IndexArgs, IndexCommand, IndexRebuildArgs, ServeArgs};
+pub use serve::{GcArgs, IndexArgs, IndexCommand, IndexRebuildArgs, ServeArgs};
 
 /// Berth: an OCI registry server, registry client and image builder in one binary.
 #[derive(Parser)]
@@ -39,6 +39,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check or rebuild the server's metadata index from storage.
     Index(IndexArgs),
+    /// Delete the blobs and (with --delete-untagged) manifests that nothing references, on
+    /// the server's storage; safe while `berth serve` runs on it.
+    Gc(GcArgs),
     /// Registry client commands.
     #[command(flatten)]
     Client(ClientCommand),

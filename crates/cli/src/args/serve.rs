@@ -62,3 +62,26 @@ pub struct IndexRebuildArgs {
     #[arg(long)]
     pub check: bool,
 }
+
+/// Arguments of `berth gc`.
+#[derive(clap::Args, Debug)]
+pub struct GcArgs {
+    /// The server's config.yml (storage, database and gc sections; REGISTRY_* variables apply).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Storage folder, as for `berth serve --root` (a folder CNCF Distribution wrote works too).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Print what would be deleted and how many bytes it holds; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep whatever was written or touched this recently (default: gc.grace, else 1h).
+    /// `0s` only when nothing is pushing.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub grace: Option<std::time::Duration>,
+    /// Also delete manifests that no tag reaches (through indexes, and referrers through
+    /// their subjects), as Distribution's `--delete-untagged` does but keeping the
+    /// signatures and SBOMs of what stays.
+    #[arg(long)]
+    pub delete_untagged: bool,
+}

@@ -18,6 +18,7 @@ mod serve_compat;
 mod serve_concurrency;
 mod serve_crash;
 mod serve_docker;
+mod serve_gc;
 mod serve_hardening;
 mod serve_index;
 mod serve_s3;

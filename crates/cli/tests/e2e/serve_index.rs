@@ -74,7 +74,7 @@ fn a_tree_distribution_filled_is_indexed_at_first_start_and_a_lost_or_damaged_in
         let d = Server::start_distribution(&root);
         for (i, repo) in ["team/b", "team/a", "alpha"].iter().enumerate() {
             for tag in ["v1", "latest", "V2"] {
-                push_in_two_steps(&d, repo, tag, &imgs[i]);
+                d.push_image_in_two_steps(repo, tag, &imgs[i]);
             }
         }
     }
@@ -155,22 +155,6 @@ fn a_tree_distribution_filled_is_indexed_at_first_start_and_a_lost_or_damaged_in
     assert!(out.contains("moved it to"), "{out}");
     let srv = Server::start(&root, &[]);
     assert_eq!(catalog(&srv), want_repos);
-}
-
-/// Pushes an image as Distribution 2.8 accepts it (POST, then PUT with the digest).
-fn push_in_two_steps(d: &Server, repo: &str, tag: &str, img: &Image) {
-    for blob in std::iter::once(&img.config).chain(img.layers.iter()) {
-        let r = d.req("POST", &format!("/v2/{repo}/blobs/uploads/")).send();
-        assert_eq!(r.status, 202, "{r}");
-        let loc = r.header("location").unwrap().to_owned();
-        let sep = if loc.contains('?') { '&' } else { '?' };
-        let r = Req::new("PUT", format!("{}{sep}digest={}", d.on(&loc), blob.digest))
-            .body(blob.bytes.clone())
-            .send();
-        assert_eq!(r.status, 201, "{r}");
-    }
-    let r = d.put_manifest(repo, tag, OCI_MANIFEST, &img.manifest.bytes);
-    assert_eq!(r.status, 201, "{r}");
 }
 
 fn copy_dir(from: &Path, to: &Path) {

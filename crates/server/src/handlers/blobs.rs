@@ -19,7 +19,7 @@ pub(super) async fn get_blob(
 ) -> ApiResult {
     let d = parse_digest(digest)?;
     if head {
-        let info = st.registry.stat_blob(name, &d).await?;
+        let info = st.registry.head_blob(name, &d).await?;
         let mut res = Response::new(Body::empty());
         set(&mut res, "content-length", &info.size.to_string());
         set(&mut res, "content-type", "application/octet-stream");

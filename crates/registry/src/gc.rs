@@ -1,0 +1,612 @@
+//! Garbage collection on Distribution's layout, safe beside live pushes on any replica.
+//!
+//! A run marks every manifest it keeps and every blob those reference, then sweeps the blobs
+//! (and, with `delete_untagged`, the manifests) nothing reaches. Nothing a run needs to stay safe
+//! lives in one process's memory; it lives in storage as modification times:
+//! - a push refreshes ("touches") the repository link of every blob and child manifest it
+//!   references (a blob `HEAD` does too, an upload or mount writes a fresh link), and a run keeps
+//!   whatever a link newer than the grace window names;
+//! - a blob is not deleted outright: it is moved aside to a quarantine, every repository's links
+//!   are looked at again, and only then is it deleted, or put back when a push reached it
+//!   meanwhile. A push that checked the blob before the move touched its link before the
+//!   move, so the second look sees it; a push that checks after the move finds no blob and
+//!   asks its client to upload it again (the spec's `BLOB_UNKNOWN`), which loses nothing;
+//! - a killed run leaves blobs in the quarantine; the next run (and every start of
+//!   `berth serve`) puts them back first, and decides about them afresh.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+
+use berth_oci::Digest;
+use berth_oci::manifest::ParsedManifest;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::{Registry, RegistryError, Result, paths};
+
+/// Where a run moves blobs before it deletes them (outside Distribution's tree, which never
+/// looks here).
+pub const QUARANTINE: &str = "berth/gc-quarantine";
+
+/// Storage requests a run keeps in flight at once.
+const PARALLEL: usize = 16;
+
+/// How a garbage collection runs.
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    /// Whatever was written or touched this recently is kept even when nothing reaches it:
+    /// a push may be about to reference it. `0s` only when nothing is pushing.
+    pub grace: Duration,
+    /// Also delete manifests no tag reaches (through indexes and, for referrers, through
+    /// their subjects), when older than the grace window. Off: every manifest is kept.
+    pub delete_untagged: bool,
+    /// Report what would go, change nothing.
+    pub dry_run: bool,
+    /// At most this many deletes per second (`None`: as fast as storage answers).
+    pub rate: Option<u32>,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            grace: DEFAULT_GRACE,
+            delete_untagged: false,
+            dry_run: false,
+            rate: None,
+        }
+    }
+}
+
+/// The grace window when none is configured.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+
+/// What a run found and did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default)]
+pub struct GcReport {
+    /// Repositories walked.
+    pub repositories: usize,
+    /// Manifests kept.
+    pub manifests_kept: usize,
+    /// Manifests deleted (repository, digest).
+    pub manifests_deleted: Vec<(String, Digest)>,
+    /// Blobs in storage when the run began.
+    pub blobs_seen: usize,
+    /// Blobs deleted, with their sizes.
+    pub blobs_deleted: Vec<(Digest, u64)>,
+    /// Unreached blobs kept because something wrote or touched them inside the grace window.
+    pub kept_in_grace: usize,
+    /// Blobs moved aside and put back because a push reached them during the run.
+    pub restored: usize,
+    /// Repository links to deleted blobs removed.
+    pub links_deleted: usize,
+    /// Blobs a killed earlier run had left in the quarantine, put back at the start.
+    pub recovered: usize,
+    /// How long the run took.
+    pub elapsed: Duration,
+}
+
+impl GcReport {
+    /// Bytes the deleted blobs held.
+    pub fn bytes_freed(&self) -> u64 {
+        self.blobs_deleted.iter().map(|(_, s)| s).sum()
+    }
+}
+
+/// A repository's manifests as read by a run: bytes, media type and parse (`None` for one
+/// that is gone or does not parse).
+type ManifestsRead = HashMap<Digest, Option<(Bytes, String, ParsedManifest)>>;
+
+/// One repository as the mark phase saw it.
+#[derive(Default)]
+struct RepoMarks {
+    /// Blobs the repository links, by digest: what a sweep may have to unlink.
+    links: BTreeSet<Digest>,
+}
+
+/// Spaces deletes to a rate.
+struct Pace {
+    every: Option<Duration>,
+    next: Instant,
+}
+
+impl Pace {
+    fn new(rate: Option<u32>) -> Self {
+        Pace {
+            every: rate.filter(|r| *r > 0).map(|r| Duration::from_secs(1) / r),
+            next: Instant::now(),
+        }
+    }
+
+    async fn wait(&mut self) {
+        if let Some(every) = self.every {
+            let now = Instant::now();
+            if self.next > now {
+                tokio::time::sleep(self.next - now).await;
+            }
+            self.next = self.next.max(now) + every;
+        }
+    }
+}
+
+fn digest_of(alg: &str, hex: &str) -> Option<Digest> {
+    format!("{alg}:{hex}").parse().ok()
+}
+
+fn quarantined(d: &Digest) -> String {
+    format!("{QUARANTINE}/{}/{}", d.algorithm(), d.hex())
+}
+
+impl Registry {
+    async fn list_quiet(&self, dir: &str) -> Result<Vec<String>> {
+        match self.storage.list(dir).await {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `<alg>/<hex>` folders under `dir` (revisions, layer links) as digests.
+    async fn digests_under(&self, dir: &str) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for alg in self.list_quiet(dir).await? {
+            for hex in self.list_quiet(&format!("{dir}/{alg}")).await? {
+                if let Some(d) = digest_of(&alg, &hex) {
+                    out.push(d);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// When a key was last written, `None` when it is not there.
+    async fn modified(&self, key: &str) -> Result<Option<SystemTime>> {
+        match self.storage.stat(key).await {
+            Ok(m) => Ok(Some(m.modified.unwrap_or(SystemTime::UNIX_EPOCH))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Refreshes a link a push or a blob `HEAD` relies on, when it is older than half the
+    /// grace window, so that a collection running now keeps what it names.
+    pub(crate) async fn touch_link(&self, key: &str, d: &Digest) -> Result<()> {
+        let half = self.config.gc_grace / 2;
+        match self.modified(key).await? {
+            Some(at) if at.elapsed().map_or(true, |age| age < half) => Ok(()),
+            Some(_) => self.write_link(key, d).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Puts back the blobs a killed run left in the quarantine (a blob already back in place
+    /// wins; the moved-aside copy is dropped). Returns how many were put back.
+    pub async fn gc_recover(&self) -> Result<usize> {
+        let mut n = 0;
+        for alg in self.list_quiet(QUARANTINE).await? {
+            for hex in self.list_quiet(&format!("{QUARANTINE}/{alg}")).await? {
+                let Some(d) = digest_of(&alg, &hex) else {
+                    continue;
+                };
+                let data = paths::blob_data(&d);
+                if self.exists(&data).await? {
+                    self.delete_quiet(&quarantined(&d)).await?;
+                } else {
+                    self.storage.rename(&quarantined(&d), &data).await?;
+                    n += 1;
+                }
+            }
+        }
+        if n > 0 {
+            tracing::info!(
+                blobs = n,
+                "put back blobs an interrupted garbage collection had moved aside"
+            );
+        }
+        Ok(n)
+    }
+
+    /// Runs one garbage collection. Safe while this and other replicas serve pushes (see the
+    /// module's notes); with `dry_run` nothing changes and the report says what would go.
+    pub async fn collect_garbage(&self, opts: &GcOptions) -> Result<GcReport> {
+        let clock = Instant::now();
+        let mut report = GcReport::default();
+        if !opts.dry_run {
+            report.recovered = self.gc_recover().await?;
+        }
+        let started = SystemTime::now();
+        let cutoff = started
+            .checked_sub(opts.grace)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut pace = Pace::new(opts.rate);
+
+        // Mark: per repository, the manifests kept and every blob they reference.
+        let mut names = self
+            .repo_dirs(|c| c == "_manifests" || c == "_layers")
+            .await?;
+        names.sort();
+        report.repositories = names.len();
+        let mut marked: BTreeSet<Digest> = BTreeSet::new();
+        let mut repos: BTreeMap<String, RepoMarks> = BTreeMap::new();
+        for name in &names {
+            let kept = self
+                .mark_repository(name, opts, cutoff, &mut pace, &mut report)
+                .await?;
+            report.manifests_kept += kept.len();
+            for (d, refs) in kept {
+                marked.insert(d);
+                marked.extend(refs);
+            }
+            let links = self
+                .digests_under(&format!("{}/_layers", paths::repo(name)))
+                .await?;
+            repos.insert(
+                name.clone(),
+                RepoMarks {
+                    links: links.into_iter().collect(),
+                },
+            );
+        }
+
+        // Candidates: blobs in storage that nothing marked, older than the window, with no
+        // link newer than it.
+        let blobs_root = format!("{}/blobs", paths::ROOT);
+        let mut stored = Vec::new();
+        for alg in self.list_quiet(&blobs_root).await? {
+            for prefix in self.list_quiet(&format!("{blobs_root}/{alg}")).await? {
+                for hex in self
+                    .list_quiet(&format!("{blobs_root}/{alg}/{prefix}"))
+                    .await?
+                {
+                    if let Some(d) = digest_of(&alg, &hex) {
+                        stored.push(d);
+                    }
+                }
+            }
+        }
+        report.blobs_seen = stored.len();
+        let unmarked: Vec<Digest> = stored.into_iter().filter(|d| !marked.contains(d)).collect();
+        let linked_by = |d: &Digest| -> Vec<String> {
+            repos
+                .iter()
+                .filter(|(_, m)| m.links.contains(d))
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        let checked: Vec<Result<Option<(Digest, u64)>>> = futures::stream::iter(unmarked)
+            .map(|d| {
+                let holders = linked_by(&d);
+                async move {
+                    let meta = match self.storage.stat(&paths::blob_data(&d)).await {
+                        Ok(m) => m,
+                        Err(e) if e.is_not_found() => return Ok(None),
+                        Err(e) => return Err(e.into()),
+                    };
+                    if meta.modified.is_none_or(|m| m >= cutoff) {
+                        return Ok(Some((d, u64::MAX)));
+                    }
+                    for repo in holders {
+                        if self
+                            .modified(&paths::layer_link(&repo, &d))
+                            .await?
+                            .is_some_and(|m| m >= cutoff)
+                        {
+                            return Ok(Some((d, u64::MAX)));
+                        }
+                    }
+                    Ok(Some((d, meta.size)))
+                }
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        let mut candidates = Vec::new();
+        for c in checked {
+            match c? {
+                Some((_, u64::MAX)) => report.kept_in_grace += 1,
+                Some(c) => candidates.push(c),
+                None => {}
+            }
+        }
+        candidates.sort();
+        if opts.dry_run {
+            report.blobs_deleted = candidates;
+            report.elapsed = clock.elapsed();
+            return Ok(report);
+        }
+
+        // Sweep: move aside, look at every repository's links again, then delete or put back.
+        let mut aside = Vec::new();
+        for (d, size) in candidates {
+            pace.wait().await;
+            match self
+                .storage
+                .rename(&paths::blob_data(&d), &quarantined(&d))
+                .await
+            {
+                Ok(()) => aside.push((d, size)),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let reached = self.fresh_links(&aside, cutoff).await?;
+        for (d, size) in aside {
+            if reached.contains(&d) {
+                if self.exists(&paths::blob_data(&d)).await? {
+                    self.delete_quiet(&quarantined(&d)).await?;
+                } else {
+                    self.storage
+                        .rename(&quarantined(&d), &paths::blob_data(&d))
+                        .await?;
+                }
+                report.restored += 1;
+                tracing::info!(digest = %d, "a push reached a blob during garbage collection: kept");
+                continue;
+            }
+            self.delete_quiet(&quarantined(&d)).await?;
+            // The blob's now dangling links: an upload of the same content may have put the
+            // data back meanwhile, so a link removed is written again when it did.
+            for repo in linked_by(&d) {
+                let link = paths::layer_link(&repo, &d);
+                if self.modified(&link).await?.is_some_and(|m| m < cutoff) {
+                    self.delete_quiet(link.trim_end_matches("/link")).await?;
+                    if self.exists(&paths::blob_data(&d)).await? {
+                        self.write_link(&link, &d).await?;
+                    } else {
+                        report.links_deleted += 1;
+                    }
+                }
+            }
+            report.blobs_deleted.push((d, size));
+        }
+        report.elapsed = clock.elapsed();
+        tracing::info!(
+            repositories = report.repositories,
+            manifests_deleted = report.manifests_deleted.len(),
+            blobs_deleted = report.blobs_deleted.len(),
+            bytes_freed = report.bytes_freed(),
+            kept_in_grace = report.kept_in_grace,
+            restored = report.restored,
+            seconds = report.elapsed.as_secs_f64(),
+            "garbage collection finished"
+        );
+        Ok(report)
+    }
+
+    /// The blobs of `aside` that some repository (walked afresh, so one created during the
+    /// run counts) links with a link written or touched since `cutoff`.
+    async fn fresh_links(
+        &self,
+        aside: &[(Digest, u64)],
+        cutoff: SystemTime,
+    ) -> Result<BTreeSet<Digest>> {
+        let mut reached = BTreeSet::new();
+        if aside.is_empty() {
+            return Ok(reached);
+        }
+        let wanted: BTreeSet<&Digest> = aside.iter().map(|(d, _)| d).collect();
+        let names = self
+            .repo_dirs(|c| c == "_manifests" || c == "_layers")
+            .await?;
+        for name in names {
+            for d in self
+                .digests_under(&format!("{}/_layers", paths::repo(&name)))
+                .await?
+            {
+                if wanted.contains(&d)
+                    && !reached.contains(&d)
+                    && self
+                        .modified(&paths::layer_link(&name, &d))
+                        .await?
+                        .is_some_and(|m| m >= cutoff)
+                {
+                    reached.insert(d);
+                }
+            }
+        }
+        Ok(reached)
+    }
+
+    /// Marks one repository: returns each kept manifest with the blobs it references (its
+    /// own bytes are a blob too). With `delete_untagged`, deletes the manifests no tag
+    /// reaches that are older than the window, then marks again from the tags as they are
+    /// now and puts back any a concurrent push reached meanwhile.
+    async fn mark_repository(
+        &self,
+        name: &str,
+        opts: &GcOptions,
+        cutoff: SystemTime,
+        pace: &mut Pace,
+        report: &mut GcReport,
+    ) -> Result<Vec<(Digest, Vec<Digest>)>> {
+        let revisions = self
+            .digests_under(&format!("{}/_manifests/revisions", paths::repo(name)))
+            .await?;
+        let mut read: ManifestsRead = HashMap::new();
+        for (d, m) in self.read_manifests(name, &revisions).await? {
+            read.insert(d, m);
+        }
+        if !opts.delete_untagged {
+            return Ok(read
+                .iter()
+                .map(|(d, m)| (d.clone(), references(d, m.as_ref().map(|m| &m.2))))
+                .collect());
+        }
+        let reached = self.reach_from_tags(name, &mut read).await?;
+        let mut doomed = Vec::new();
+        for d in &revisions {
+            if reached.contains(d) {
+                continue;
+            }
+            // Recently pushed (or re-pushed, which rewrites the link): maybe about to be
+            // tagged or referenced.
+            if self
+                .modified(&paths::revision_link(name, d))
+                .await?
+                .is_none_or(|m| m >= cutoff)
+            {
+                continue;
+            }
+            doomed.push(d.clone());
+        }
+        if !opts.dry_run {
+            for d in &doomed {
+                pace.wait().await;
+                self.gc_delete_manifest(name, d, read.get(d).and_then(|m| m.as_ref()))
+                    .await?;
+            }
+            // A push during the deletes may have tagged, or referenced from an index or as a
+            // subject, one of them: mark again from the tags as they are now.
+            let again = self.reach_from_tags(name, &mut read).await?;
+            for d in doomed.iter().filter(|d| again.contains(*d)) {
+                if let Some(Some((bytes, media_type, _))) = read.get(d) {
+                    self.gc_restore_manifest(name, d, bytes, media_type).await?;
+                    tracing::info!(repository = name, digest = %d, "a push reached a manifest during garbage collection: kept");
+                }
+            }
+            doomed.retain(|d| !again.contains(d));
+        }
+        for d in &doomed {
+            report.manifests_deleted.push((name.to_owned(), d.clone()));
+        }
+        let doomed: BTreeSet<&Digest> = doomed.iter().collect();
+        Ok(read
+            .iter()
+            .filter(|(d, _)| !doomed.contains(d))
+            .map(|(d, m)| (d.clone(), references(d, m.as_ref().map(|m| &m.2))))
+            .collect())
+    }
+
+    /// Reads and parses manifests of a repository; one that is gone is left out, one whose
+    /// bytes are missing or do not parse comes with `None` (kept, referencing only itself).
+    #[allow(clippy::type_complexity)]
+    async fn read_manifests(
+        &self,
+        name: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<(Digest, Option<(Bytes, String, ParsedManifest)>)>> {
+        #[allow(clippy::type_complexity)]
+        let read: Vec<Result<Option<(Digest, Option<(Bytes, String, ParsedManifest)>)>>> =
+            futures::stream::iter(digests.iter().cloned())
+                .map(|d| async move {
+                    match self.get_manifest_unrecorded(name, &d.to_string()).await {
+                        Ok(m) => {
+                            let parsed = ParsedManifest::parse(&m.bytes, Some(&m.media_type)).ok();
+                            Ok(Some((d, parsed.map(|p| (m.bytes, m.media_type, p)))))
+                        }
+                        // A revision folder without its link (Distribution's DELETE leaves
+                        // one) holds no manifest.
+                        Err(RegistryError::ManifestUnknown(_) | RegistryError::NameUnknown(_)) => {
+                            Ok(None)
+                        }
+                        // The link without the bytes: kept, referencing only itself.
+                        Err(RegistryError::BlobUnknown(_)) => Ok(Some((d, None))),
+                        Err(e) => Err(e),
+                    }
+                })
+                .buffer_unordered(PARALLEL)
+                .collect()
+                .await;
+        Ok(read
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    /// Manifests reached from the repository's tags (read now): through index children, and
+    /// referrers whose subject is reached. A manifest reached that `read` lacks (pushed
+    /// after the listing) is read and added, so that the children of an index pushed during
+    /// the run count.
+    async fn reach_from_tags(
+        &self,
+        name: &str,
+        read: &mut ManifestsRead,
+    ) -> Result<BTreeSet<Digest>> {
+        let mut reached = BTreeSet::new();
+        let mut todo = Vec::new();
+        for tag in self.all_tags(name).await? {
+            if let Some(d) = self.read_link(&paths::tag_current(name, &tag)).await? {
+                todo.push(d);
+            }
+        }
+        // Referrers by subject, from the manifests read.
+        let mut referrers: HashMap<Digest, Vec<Digest>> = HashMap::new();
+        for (d, m) in read.iter() {
+            if let Some((_, _, p)) = m
+                && let Some(s) = &p.subject
+            {
+                referrers
+                    .entry(s.digest.clone())
+                    .or_default()
+                    .push(d.clone());
+            }
+        }
+        while let Some(d) = todo.pop() {
+            if !reached.insert(d.clone()) {
+                continue;
+            }
+            if !read.contains_key(&d) {
+                for (d, m) in self.read_manifests(name, std::slice::from_ref(&d)).await? {
+                    read.insert(d, m);
+                }
+            }
+            if let Some(Some((_, _, p))) = read.get(&d) {
+                todo.extend(p.manifests.iter().map(|c| c.digest.clone()));
+            }
+            if let Some(rs) = referrers.get(&d) {
+                todo.extend(rs.iter().cloned());
+            }
+        }
+        Ok(reached)
+    }
+
+    /// Deletes one unreached manifest: the index first, then the revision, its entries in tag
+    /// histories and its referrers entry.
+    async fn gc_delete_manifest(
+        &self,
+        name: &str,
+        d: &Digest,
+        read: Option<&(Bytes, String, ParsedManifest)>,
+    ) -> Result<()> {
+        self.index_delete_manifest(name, d).await?;
+        self.delete_quiet(&paths::revision_dir(name, d)).await?;
+        for tag in self.all_tags(name).await? {
+            let entry = paths::tag_index(name, &tag, d);
+            self.delete_quiet(entry.trim_end_matches("/link")).await?;
+        }
+        if let Some((_, _, p)) = read
+            && let Some(s) = &p.subject
+        {
+            self.delete_quiet(&paths::referrer(name, &s.digest, d))
+                .await?;
+        }
+        tracing::info!(repository = name, digest = %d, "garbage collection deleted an untagged manifest");
+        Ok(())
+    }
+
+    /// Puts back a manifest deleted by this run that a push reached meanwhile (its bytes are
+    /// still stored: blobs are swept after every repository is marked).
+    async fn gc_restore_manifest(
+        &self,
+        name: &str,
+        d: &Digest,
+        bytes: &Bytes,
+        media_type: &str,
+    ) -> Result<()> {
+        self.put_manifest(name, &d.to_string(), Some(media_type), bytes.clone())
+            .await?;
+        Ok(())
+    }
+}
+
+/// What a kept manifest keeps: its own bytes, its config and layers, its child manifests.
+fn references(d: &Digest, m: Option<&ParsedManifest>) -> Vec<Digest> {
+    let mut out = vec![d.clone()];
+    if let Some(m) = m {
+        out.extend(m.config.iter().map(|c| c.digest.clone()));
+        out.extend(m.layers.iter().map(|l| l.digest.clone()));
+        out.extend(m.manifests.iter().map(|c| c.digest.clone()));
+    }
+    out
+}
