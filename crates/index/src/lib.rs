@@ -30,7 +30,8 @@ pub use open::{IndexConfig, mask_dsn};
 pub use pulls::PullRecorder;
 pub use reconcile::{RECONCILE_GRACE, RepositoryDiff, RepositorySnapshot};
 pub use records::{
-    ManifestInfo, ManifestRecord, ManifestReference, PullRecord, ReferenceKind, TagRecord,
+    ManifestEdges, ManifestInfo, ManifestRecord, ManifestReference, PullRecord, ReferenceKind,
+    TagRecord,
 };
 pub use writes::CLOCK_SKEW;
 

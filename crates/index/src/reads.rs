@@ -4,7 +4,7 @@ use berth_oci::Digest;
 use sqlx::Row as _;
 
 use crate::records::from_millis;
-use crate::{Index, IndexError, ManifestInfo, Result, TagRecord};
+use crate::{Index, IndexError, ManifestEdges, ManifestInfo, Result, TagRecord};
 
 /// `LIMIT` for a page of `n` (one more, to tell whether more follow); no `n`, no limit.
 fn limit(n: Option<usize>) -> i64 {
@@ -28,6 +28,38 @@ fn parse_digest(s: &str) -> Result<Digest> {
 }
 
 impl Index {
+    /// The edges of every manifest of a repository the index has a row for (deleted ones
+    /// too), by digest: what garbage collection marks without reading manifests from storage.
+    pub async fn manifest_edges(
+        &self,
+        repository: &str,
+    ) -> Result<std::collections::HashMap<Digest, ManifestEdges>> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.subject, r.target, r.kind FROM manifests m \
+             LEFT JOIN manifest_references r ON r.repository = m.repository AND r.manifest = m.digest \
+             WHERE m.repository = $1",
+        )
+        .bind(repository)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: std::collections::HashMap<Digest, ManifestEdges> = Default::default();
+        for row in rows {
+            let d = parse_digest(&row.try_get::<String, _>(0)?)?;
+            let e = out.entry(d).or_default();
+            if let Some(s) = row.try_get::<Option<String>, _>(1)? {
+                e.subject = Some(parse_digest(&s)?);
+            }
+            if let Some(t) = row.try_get::<Option<String>, _>(2)? {
+                let t = parse_digest(&t)?;
+                match row.try_get::<Option<String>, _>(3)?.as_deref() {
+                    Some("manifest") => e.children.push(t),
+                    _ => e.blobs.push(t),
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Repository names after `last`, at most `n`; the bool says whether more follow.
     pub async fn catalog(
         &self,

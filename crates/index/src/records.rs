@@ -106,3 +106,15 @@ pub(crate) fn from_millis(ms: i64) -> SystemTime {
 pub(crate) fn size_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
+
+/// What a manifest points at, as the index recorded it when the manifest was stored (a
+/// manifest's content never changes, so this holds wherever its bytes are).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ManifestEdges {
+    /// The manifest it refers to, when it is a referrer.
+    pub subject: Option<Digest>,
+    /// Its config and layers.
+    pub blobs: Vec<Digest>,
+    /// Its child manifests (an index's).
+    pub children: Vec<Digest>,
+}

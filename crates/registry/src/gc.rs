@@ -17,9 +17,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
+use berth_index::ManifestEdges;
 use berth_oci::Digest;
 use berth_oci::manifest::ParsedManifest;
-use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::{Registry, RegistryError, Result, paths};
@@ -92,15 +92,22 @@ impl GcReport {
     }
 }
 
-/// A repository's manifests as read by a run: bytes, media type and parse (`None` for one
-/// that is gone or does not parse).
-type ManifestsRead = HashMap<Digest, Option<(Bytes, String, ParsedManifest)>>;
+/// What each manifest of a repository points at, as a run found it.
+type ManifestsRead = HashMap<Digest, ManifestEdges>;
 
 /// One repository as the mark phase saw it.
 #[derive(Default)]
 struct RepoMarks {
     /// Blobs the repository links, by digest: what a sweep may have to unlink.
     links: BTreeSet<Digest>,
+}
+
+/// What became of a blob moved aside.
+enum Settled {
+    /// A push reached it: back in place.
+    PutBack,
+    /// Deleted, with this many dangling links.
+    Deleted { links: usize },
 }
 
 /// Spaces deletes to a rate.
@@ -264,6 +271,10 @@ impl Registry {
             }
         }
         report.blobs_seen = stored.len();
+        tracing::debug!(
+            phase = "mark and list",
+            seconds = clock.elapsed().as_secs_f64()
+        );
         let unmarked: Vec<Digest> = stored.into_iter().filter(|d| !marked.contains(d)).collect();
         let linked_by = |d: &Digest| -> Vec<String> {
             repos
@@ -308,6 +319,10 @@ impl Registry {
             }
         }
         candidates.sort();
+        tracing::debug!(
+            phase = "candidates",
+            seconds = clock.elapsed().as_secs_f64()
+        );
         if opts.dry_run {
             report.blobs_deleted = candidates;
             report.elapsed = clock.elapsed();
@@ -315,49 +330,61 @@ impl Registry {
         }
 
         // Sweep: move aside, look at every repository's links again, then delete or put back.
+        let pace = tokio::sync::Mutex::new(pace);
+        let pace = &pace;
+        let moved: Vec<Result<Option<(Digest, u64)>>> = futures::stream::iter(candidates)
+            .map(|(d, size)| async move {
+                // With a rate, the lock is held through the wait: starts are spaced.
+                pace.lock().await.wait().await;
+                match self
+                    .storage
+                    .rename_undurable(&paths::blob_data(&d), &quarantined(&d))
+                    .await
+                {
+                    Ok(()) => Ok(Some((d, size))),
+                    Err(e) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
         let mut aside = Vec::new();
-        for (d, size) in candidates {
-            pace.wait().await;
-            match self
-                .storage
-                .rename(&paths::blob_data(&d), &quarantined(&d))
-                .await
-            {
-                Ok(()) => aside.push((d, size)),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
+        for m in moved {
+            if let Some(x) = m? {
+                aside.push(x);
             }
         }
         let reached = self.fresh_links(&aside, cutoff).await?;
-        for (d, size) in aside {
-            if reached.contains(&d) {
-                if self.exists(&paths::blob_data(&d)).await? {
-                    self.delete_quiet(&quarantined(&d)).await?;
-                } else {
-                    self.storage
-                        .rename(&quarantined(&d), &paths::blob_data(&d))
-                        .await?;
+        tracing::debug!(
+            phase = "moved aside and looked again",
+            seconds = clock.elapsed().as_secs_f64()
+        );
+        let reached = &reached;
+        let settled: Vec<Result<(Digest, u64, Settled)>> = futures::stream::iter(aside)
+            .map(|(d, size)| {
+                let holders = linked_by(&d);
+                async move {
+                    let how = self.settle_aside(&d, holders, reached.contains(&d)).await?;
+                    Ok((d, size, how))
                 }
-                report.restored += 1;
-                tracing::info!(digest = %d, "a push reached a blob during garbage collection: kept");
-                continue;
-            }
-            self.delete_quiet(&quarantined(&d)).await?;
-            // The blob's now dangling links: an upload of the same content may have put the
-            // data back meanwhile, so a link removed is written again when it did.
-            for repo in linked_by(&d) {
-                let link = paths::layer_link(&repo, &d);
-                if self.modified(&link).await?.is_some_and(|m| m < cutoff) {
-                    self.delete_quiet(link.trim_end_matches("/link")).await?;
-                    if self.exists(&paths::blob_data(&d)).await? {
-                        self.write_link(&link, &d).await?;
-                    } else {
-                        report.links_deleted += 1;
-                    }
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        for r in settled {
+            match r? {
+                (d, _, Settled::PutBack) => {
+                    report.restored += 1;
+                    tracing::info!(digest = %d, "a push reached a blob during garbage collection: kept");
+                }
+                (d, size, Settled::Deleted { links }) => {
+                    report.links_deleted += links;
+                    report.blobs_deleted.push((d, size));
                 }
             }
-            report.blobs_deleted.push((d, size));
         }
+        report.blobs_deleted.sort();
         report.elapsed = clock.elapsed();
         tracing::info!(
             repositories = report.repositories,
@@ -370,6 +397,44 @@ impl Registry {
             "garbage collection finished"
         );
         Ok(report)
+    }
+
+    /// Deletes a blob moved aside, with its now dangling links, or puts it back when `reached`.
+    async fn settle_aside(
+        &self,
+        d: &Digest,
+        holders: Vec<String>,
+        reached: bool,
+    ) -> Result<Settled> {
+        let data = paths::blob_data(d);
+        if reached {
+            if self.exists(&data).await? {
+                self.delete_quiet(&quarantined(d)).await?;
+            } else {
+                self.storage.rename(&quarantined(d), &data).await?;
+            }
+            return Ok(Settled::PutBack);
+        }
+        self.delete_quiet(&quarantined(d)).await?;
+        let folder = data.trim_end_matches("/data");
+        self.storage
+            .prune_empty_folders(folder, &format!("{}/blobs", paths::ROOT))
+            .await?;
+        // Its links dangle now. None is fresh (the second look said so), and one refreshed
+        // since names a blob that is gone, which no push accepts; but an upload of the same
+        // content may have put the data back meanwhile, so then the links are written again.
+        for repo in &holders {
+            let link = paths::layer_link(repo, d);
+            self.delete_quiet(link.trim_end_matches("/link")).await?;
+        }
+        let mut links = holders.len();
+        if !holders.is_empty() && self.exists(&data).await? {
+            for repo in &holders {
+                self.write_link(&paths::layer_link(repo, d), d).await?;
+            }
+            links = 0;
+        }
+        Ok(Settled::Deleted { links })
     }
 
     /// The blobs of `aside` that some repository (walked afresh, so one created during the
@@ -421,20 +486,17 @@ impl Registry {
         let revisions = self
             .digests_under(&format!("{}/_manifests/revisions", paths::repo(name)))
             .await?;
-        let mut read: ManifestsRead = HashMap::new();
-        for (d, m) in self.read_manifests(name, &revisions).await? {
-            read.insert(d, m);
-        }
+        let mut read = self.manifest_edges(name, &revisions).await?;
         if !opts.delete_untagged {
             return Ok(read
                 .iter()
-                .map(|(d, m)| (d.clone(), references(d, m.as_ref().map(|m| &m.2))))
+                .map(|(d, e)| (d.clone(), references(d, e)))
                 .collect());
         }
         let reached = self.reach_from_tags(name, &mut read).await?;
         let mut doomed = Vec::new();
         for d in &revisions {
-            if reached.contains(d) {
+            if reached.contains(d) || !read.contains_key(d) {
                 continue;
             }
             // Recently pushed (or re-pushed, which rewrites the link): maybe about to be
@@ -448,18 +510,26 @@ impl Registry {
             }
             doomed.push(d.clone());
         }
-        if !opts.dry_run {
+        if !opts.dry_run && !doomed.is_empty() {
+            // The bytes, to put a manifest back should a push reach it meanwhile.
+            let mut kept_bytes = HashMap::new();
+            for d in &doomed {
+                if let Ok(m) = self.get_manifest_unrecorded(name, &d.to_string()).await {
+                    kept_bytes.insert(d.clone(), (m.bytes, m.media_type));
+                }
+            }
             for d in &doomed {
                 pace.wait().await;
-                self.gc_delete_manifest(name, d, read.get(d).and_then(|m| m.as_ref()))
-                    .await?;
+                let subject = read.get(d).and_then(|e| e.subject.clone());
+                self.gc_delete_manifest(name, d, subject.as_ref()).await?;
             }
             // A push during the deletes may have tagged, or referenced from an index or as a
             // subject, one of them: mark again from the tags as they are now.
             let again = self.reach_from_tags(name, &mut read).await?;
             for d in doomed.iter().filter(|d| again.contains(*d)) {
-                if let Some(Some((bytes, media_type, _))) = read.get(d) {
-                    self.gc_restore_manifest(name, d, bytes, media_type).await?;
+                if let Some((bytes, media_type)) = kept_bytes.get(d) {
+                    self.put_manifest(name, &d.to_string(), Some(media_type), bytes.clone())
+                        .await?;
                     tracing::info!(repository = name, digest = %d, "a push reached a manifest during garbage collection: kept");
                 }
             }
@@ -472,46 +542,62 @@ impl Registry {
         Ok(read
             .iter()
             .filter(|(d, _)| !doomed.contains(d))
-            .map(|(d, m)| (d.clone(), references(d, m.as_ref().map(|m| &m.2))))
+            .map(|(d, e)| (d.clone(), references(d, e)))
             .collect())
     }
 
-    /// Reads and parses manifests of a repository; one that is gone is left out, one whose
-    /// bytes are missing or do not parse comes with `None` (kept, referencing only itself).
-    #[allow(clippy::type_complexity)]
-    async fn read_manifests(
-        &self,
-        name: &str,
-        digests: &[Digest],
-    ) -> Result<Vec<(Digest, Option<(Bytes, String, ParsedManifest)>)>> {
-        #[allow(clippy::type_complexity)]
-        let read: Vec<Result<Option<(Digest, Option<(Bytes, String, ParsedManifest)>)>>> =
-            futures::stream::iter(digests.iter().cloned())
-                .map(|d| async move {
-                    match self.get_manifest_unrecorded(name, &d.to_string()).await {
-                        Ok(m) => {
-                            let parsed = ParsedManifest::parse(&m.bytes, Some(&m.media_type)).ok();
-                            Ok(Some((d, parsed.map(|p| (m.bytes, m.media_type, p)))))
-                        }
-                        // A revision folder without its link (Distribution's DELETE leaves
-                        // one) holds no manifest.
-                        Err(RegistryError::ManifestUnknown(_) | RegistryError::NameUnknown(_)) => {
-                            Ok(None)
-                        }
-                        // The link without the bytes: kept, referencing only itself.
-                        Err(RegistryError::BlobUnknown(_)) => Ok(Some((d, None))),
-                        Err(e) => Err(e),
+    /// What each of `digests` (manifests of one repository) points at: from the index where
+    /// it has the manifest (a manifest's content never changes), else read and parsed from
+    /// storage. One that is gone is left out; one whose bytes are missing or do not parse
+    /// points at nothing (it is kept, referencing only itself).
+    async fn manifest_edges(&self, name: &str, digests: &[Digest]) -> Result<ManifestsRead> {
+        let mut known = match self.index() {
+            Some(ix) => match ix.manifest_edges(name).await {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::warn!(repository = name, error = %e, "the index cannot say what manifests reference: reading them from storage");
+                    HashMap::new()
+                }
+            },
+            None => HashMap::new(),
+        };
+        let mut out = ManifestsRead::new();
+        let mut unknown = Vec::new();
+        for d in digests {
+            match known.remove(d) {
+                Some(e) => {
+                    out.insert(d.clone(), e);
+                }
+                None => unknown.push(d.clone()),
+            }
+        }
+        let read: Vec<Result<Option<(Digest, ManifestEdges)>>> = futures::stream::iter(unknown)
+            .map(|d| async move {
+                match self.get_manifest_unrecorded(name, &d.to_string()).await {
+                    Ok(m) => {
+                        let edges = ParsedManifest::parse(&m.bytes, Some(&m.media_type))
+                            .map(|p| edges_of(&p))
+                            .unwrap_or_default();
+                        Ok(Some((d, edges)))
                     }
-                })
-                .buffer_unordered(PARALLEL)
-                .collect()
-                .await;
-        Ok(read
-            .into_iter()
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .collect())
+                    // A revision folder without its link (Distribution's DELETE leaves one)
+                    // holds no manifest.
+                    Err(RegistryError::ManifestUnknown(_) | RegistryError::NameUnknown(_)) => {
+                        Ok(None)
+                    }
+                    Err(RegistryError::BlobUnknown(_)) => Ok(Some((d, ManifestEdges::default()))),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        for r in read {
+            if let Some((d, e)) = r? {
+                out.insert(d, e);
+            }
+        }
+        Ok(out)
     }
 
     /// Manifests reached from the repository's tags (read now): through index children, and
@@ -530,16 +616,10 @@ impl Registry {
                 todo.push(d);
             }
         }
-        // Referrers by subject, from the manifests read.
         let mut referrers: HashMap<Digest, Vec<Digest>> = HashMap::new();
-        for (d, m) in read.iter() {
-            if let Some((_, _, p)) = m
-                && let Some(s) = &p.subject
-            {
-                referrers
-                    .entry(s.digest.clone())
-                    .or_default()
-                    .push(d.clone());
+        for (d, e) in read.iter() {
+            if let Some(s) = &e.subject {
+                referrers.entry(s.clone()).or_default().push(d.clone());
             }
         }
         while let Some(d) = todo.pop() {
@@ -547,12 +627,11 @@ impl Registry {
                 continue;
             }
             if !read.contains_key(&d) {
-                for (d, m) in self.read_manifests(name, std::slice::from_ref(&d)).await? {
-                    read.insert(d, m);
-                }
+                let found = self.manifest_edges(name, std::slice::from_ref(&d)).await?;
+                read.extend(found);
             }
-            if let Some(Some((_, _, p))) = read.get(&d) {
-                todo.extend(p.manifests.iter().map(|c| c.digest.clone()));
+            if let Some(e) = read.get(&d) {
+                todo.extend(e.children.iter().cloned());
             }
             if let Some(rs) = referrers.get(&d) {
                 todo.extend(rs.iter().cloned());
@@ -567,7 +646,7 @@ impl Registry {
         &self,
         name: &str,
         d: &Digest,
-        read: Option<&(Bytes, String, ParsedManifest)>,
+        subject: Option<&Digest>,
     ) -> Result<()> {
         self.index_delete_manifest(name, d).await?;
         self.delete_quiet(&paths::revision_dir(name, d)).await?;
@@ -575,38 +654,31 @@ impl Registry {
             let entry = paths::tag_index(name, &tag, d);
             self.delete_quiet(entry.trim_end_matches("/link")).await?;
         }
-        if let Some((_, _, p)) = read
-            && let Some(s) = &p.subject
-        {
-            self.delete_quiet(&paths::referrer(name, &s.digest, d))
-                .await?;
+        if let Some(s) = subject {
+            self.delete_quiet(&paths::referrer(name, s, d)).await?;
         }
         tracing::info!(repository = name, digest = %d, "garbage collection deleted an untagged manifest");
         Ok(())
     }
+}
 
-    /// Puts back a manifest deleted by this run that a push reached meanwhile (its bytes are
-    /// still stored: blobs are swept after every repository is marked).
-    async fn gc_restore_manifest(
-        &self,
-        name: &str,
-        d: &Digest,
-        bytes: &Bytes,
-        media_type: &str,
-    ) -> Result<()> {
-        self.put_manifest(name, &d.to_string(), Some(media_type), bytes.clone())
-            .await?;
-        Ok(())
+fn edges_of(p: &ParsedManifest) -> ManifestEdges {
+    ManifestEdges {
+        subject: p.subject.as_ref().map(|s| s.digest.clone()),
+        blobs: p
+            .config
+            .iter()
+            .chain(p.layers.iter())
+            .map(|d| d.digest.clone())
+            .collect(),
+        children: p.manifests.iter().map(|c| c.digest.clone()).collect(),
     }
 }
 
 /// What a kept manifest keeps: its own bytes, its config and layers, its child manifests.
-fn references(d: &Digest, m: Option<&ParsedManifest>) -> Vec<Digest> {
+fn references(d: &Digest, e: &ManifestEdges) -> Vec<Digest> {
     let mut out = vec![d.clone()];
-    if let Some(m) = m {
-        out.extend(m.config.iter().map(|c| c.digest.clone()));
-        out.extend(m.layers.iter().map(|l| l.digest.clone()));
-        out.extend(m.manifests.iter().map(|c| c.digest.clone()));
-    }
+    out.extend(e.blobs.iter().cloned());
+    out.extend(e.children.iter().cloned());
     out
 }

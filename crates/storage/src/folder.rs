@@ -424,6 +424,46 @@ impl Storage for FolderStorage {
         .await
     }
 
+    async fn rename_undurable(&self, from: &str, to: &str) -> Result<()> {
+        let src = self.full(from)?;
+        let dst = self.full(to)?;
+        let key = from.to_owned();
+        blocking(move || {
+            let dir = dst.parent().expect("keys have a parent");
+            std::fs::create_dir_all(dir).map_err(|e| StorageError::io(&key, e))?;
+            std::fs::rename(&src, &dst).map_err(|e| StorageError::io(&key, e))
+        })
+        .await
+    }
+
+    async fn prune_empty_folders(&self, path: &str, stop: &str) -> Result<()> {
+        let mut dir = self.full(path)?;
+        let stop = self.full(stop)?;
+        let key = path.to_owned();
+        blocking(move || {
+            while dir.starts_with(&stop) && dir != stop {
+                match std::fs::remove_dir(&dir) {
+                    Ok(()) => {}
+                    // Not empty (or gone already): nothing more to prune above it.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::DirectoryNotEmpty | std::io::ErrorKind::NotFound
+                        ) =>
+                    {
+                        break;
+                    }
+                    Err(e) => return Err(StorageError::io(&key, e)),
+                }
+                if !dir.pop() {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn writer(&self, path: &str, offset: u64) -> Result<Box<dyn ObjectWriter>> {
         let full = self.full(path)?;
         let key = path.to_owned();

@@ -129,6 +129,22 @@ pub trait Storage: Send + Sync + 'static {
     /// Moves an object to a new key atomically, replacing any object there.
     async fn rename(&self, from: &str, to: &str) -> Result<()>;
 
+    /// [`Storage::rename`] for a caller that tolerates a power loss undoing the move (the
+    /// garbage collector's quarantine, which handles the object in either place): a folder
+    /// skips the directory fsync that makes a rename durable. Object stores rename as usual.
+    async fn rename_undurable(&self, from: &str, to: &str) -> Result<()> {
+        self.rename(from, to).await
+    }
+
+    /// Removes the folder at `path` and then its parents up to (not including) `stop`, each
+    /// only while it is empty: what deleting the last object under them leaves on a local
+    /// folder. Never removes a folder that holds anything, so a concurrent write into it is
+    /// safe. Object stores have no folders; this does nothing there.
+    async fn prune_empty_folders(&self, path: &str, stop: &str) -> Result<()> {
+        let _ = (path, stop);
+        Ok(())
+    }
+
     /// Opens an append writer that keeps the first `offset` bytes of the object at `path`
     /// (which must have at least that many) and discards anything after them. `offset` 0
     /// creates or truncates the object.

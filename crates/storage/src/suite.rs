@@ -27,6 +27,7 @@ pub async fn run_all(s: &dyn Storage) {
     list_delete(s).await;
     writer_append_and_resume(s).await;
     rename_replaces(s).await;
+    pruning_keeps_what_holds_anything(s).await;
     put_if_absent_has_one_winner(s).await;
     refuses_escapes(s).await;
 }
@@ -179,6 +180,27 @@ pub async fn rename_replaces(s: &dyn Storage) {
     s.put("m/src2", Bytes::from_static(b"x")).await.unwrap();
     s.rename("m/src2", "m/deep/new/dir/data").await.unwrap();
     assert_eq!(&s.read("m/deep/new/dir/data", 10).await.unwrap()[..], b"x");
+}
+
+/// `rename_undurable` moves like `rename`; `prune_empty_folders` removes nothing that holds an
+/// object, and leaves no listed object behind either way.
+pub async fn pruning_keeps_what_holds_anything(s: &dyn Storage) {
+    s.put("p/a/b/c/data", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    s.put("p/a/keep", Bytes::from_static(b"k")).await.unwrap();
+    s.rename_undurable("p/a/b/c/data", "p/aside/data")
+        .await
+        .unwrap();
+    assert_eq!(&s.read("p/aside/data", 10).await.unwrap()[..], b"x");
+    s.prune_empty_folders("p/a/b/c", "p").await.unwrap();
+    assert_eq!(s.list("p/a").await.unwrap(), vec!["keep".to_string()]);
+    // A folder that holds an object stays, and so do its parents.
+    s.put("p/a/b2/data", Bytes::from_static(b"y"))
+        .await
+        .unwrap();
+    s.prune_empty_folders("p/a/b2", "p").await.unwrap();
+    assert_eq!(&s.read("p/a/b2/data", 10).await.unwrap()[..], b"y");
 }
 
 /// No key escapes the root.
