@@ -5,22 +5,13 @@ use anyhow::Context as _;
 use berth_registry::{GcOptions, GcReport, Index, IndexConfig, Registry, RegistryConfig};
 
 use crate::args::GcArgs;
-use crate::config::{self, DatabaseSettings, Overrides};
+use crate::config::DatabaseSettings;
 use crate::exit::Failure;
 use crate::serve;
 
 /// Runs `berth gc`.
 pub async fn run(args: GcArgs) -> Result<(), Failure> {
-    let flags = Overrides {
-        root: args.root.clone(),
-        ..Default::default()
-    };
-    let settings =
-        config::load(args.config.as_deref(), std::env::vars(), &flags).map_err(Failure::other)?;
-    crate::logging::init(&settings.log_level, settings.log_json);
-    let (storage, _) = serve::open_storage(&settings, false)
-        .await
-        .map_err(serve::failure)?;
+    let (settings, storage) = serve::offline(args.config.as_deref(), args.root.clone()).await?;
     let opts = GcOptions {
         grace: args.grace.unwrap_or(settings.gc.grace),
         delete_untagged: args.delete_untagged || settings.gc.delete_untagged,

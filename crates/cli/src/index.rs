@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use berth_registry::{Index, IndexConfig, IndexError, Registry, RegistryConfig};
 
 use crate::args::{IndexArgs, IndexCommand, IndexRebuildArgs};
-use crate::config::{self, DatabaseSettings, Overrides};
+use crate::config::DatabaseSettings;
 use crate::exit::Failure;
 use crate::serve;
 
@@ -16,16 +16,7 @@ pub async fn run(args: IndexArgs) -> Result<(), Failure> {
 }
 
 async fn rebuild(args: IndexRebuildArgs) -> Result<(), Failure> {
-    let flags = Overrides {
-        root: args.root.clone(),
-        ..Default::default()
-    };
-    let settings =
-        config::load(args.config.as_deref(), std::env::vars(), &flags).map_err(Failure::other)?;
-    crate::logging::init(&settings.log_level, settings.log_json);
-    let (storage, _) = serve::open_storage(&settings, false)
-        .await
-        .map_err(serve::failure)?;
+    let (settings, storage) = serve::offline(args.config.as_deref(), args.root.clone()).await?;
     let cfg = match &settings.database {
         DatabaseSettings::Off { .. } => {
             return Err(Failure::usage(

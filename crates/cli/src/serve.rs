@@ -82,6 +82,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a maintenance command (`berth index`, `berth gc`) works on: the server's settings from
+/// `config` (and `REGISTRY_*`), with `root` for `--root`, and its storage. Logging is set up.
+pub async fn offline(
+    config: Option<&std::path::Path>,
+    root: Option<std::path::PathBuf>,
+) -> Result<(config::Settings, Arc<dyn Storage>), crate::exit::Failure> {
+    let flags = config::Overrides {
+        root,
+        ..Default::default()
+    };
+    let settings =
+        config::load(config, std::env::vars(), &flags).map_err(crate::exit::Failure::other)?;
+    crate::logging::init(&settings.log_level, settings.log_json);
+    let (storage, _) = open_storage(&settings, false).await.map_err(failure)?;
+    Ok((settings, storage))
+}
+
 /// Opens the configured storage; `sweep` starts the removal of a killed process's
 /// temporaries on a folder. Returns whether blob GETs may redirect.
 pub async fn open_storage(

@@ -51,6 +51,23 @@ const LISTINGS_CACHED: usize = 256;
 const LISTING_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl FolderStorage {
+    /// Renames `from` to `to`, creating `to`'s folder; `durable` fsyncs that folder after.
+    async fn move_key(&self, from: &str, to: &str, durable: bool) -> Result<()> {
+        let src = self.full(from)?;
+        let dst = self.full(to)?;
+        let key = from.to_owned();
+        blocking(move || {
+            let dir = dst.parent().expect("keys have a parent");
+            std::fs::create_dir_all(dir).map_err(|e| StorageError::io(&key, e))?;
+            std::fs::rename(&src, &dst).map_err(|e| StorageError::io(&key, e))?;
+            if durable {
+                sync_dir(dir).map_err(|e| StorageError::io(&key, e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// A backend rooted at `root` (created if missing).
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
@@ -412,28 +429,11 @@ impl Storage for FolderStorage {
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
-        let src = self.full(from)?;
-        let dst = self.full(to)?;
-        let key = from.to_owned();
-        blocking(move || {
-            let dir = dst.parent().expect("keys have a parent");
-            std::fs::create_dir_all(dir).map_err(|e| StorageError::io(&key, e))?;
-            std::fs::rename(&src, &dst).map_err(|e| StorageError::io(&key, e))?;
-            sync_dir(dir).map_err(|e| StorageError::io(&key, e))
-        })
-        .await
+        self.move_key(from, to, true).await
     }
 
     async fn rename_undurable(&self, from: &str, to: &str) -> Result<()> {
-        let src = self.full(from)?;
-        let dst = self.full(to)?;
-        let key = from.to_owned();
-        blocking(move || {
-            let dir = dst.parent().expect("keys have a parent");
-            std::fs::create_dir_all(dir).map_err(|e| StorageError::io(&key, e))?;
-            std::fs::rename(&src, &dst).map_err(|e| StorageError::io(&key, e))
-        })
-        .await
+        self.move_key(from, to, false).await
     }
 
     async fn prune_empty_folders(&self, path: &str, stop: &str) -> Result<()> {

@@ -373,6 +373,19 @@ impl Server {
         r
     }
 
+    /// A replica of a Berth fleet: a server on the Garage `bucket` (under `/registry`, redirects
+    /// off) with its index in PostgreSQL at `dsn`, deletes enabled, `extra` appended to its
+    /// config.yml; its storage helpers look at the bucket.
+    pub fn start_replica(dir: &Path, g: &Garage, bucket: &str, dsn: &str, extra: &str) -> Server {
+        let root = dir.join(format!("root-{}", random_suffix()));
+        register_s3_root(&root, g.s3_config(bucket));
+        let yaml = format!(
+            "version: 0.1\nstorage:\n{}  redirect:\n    disable: true\ndatabase:\n  dsn: {dsn}\n{extra}",
+            g.distribution_yaml(bucket, "/registry")
+        );
+        Server::start_with_config(&root, &yaml, &["--delete-enabled"])
+    }
+
     /// Pushes an image as Distribution 2.8 accepts it (each blob by POST, then PUT with the
     /// digest) under `reference`; asserts 201.
     pub fn push_image_in_two_steps(&self, repo: &str, reference: &str, img: &Image) {

@@ -248,13 +248,8 @@ fn push_like_a_client(srv: &Server, repo: &str, reference: &str, img: &Image) {
 }
 
 fn soak_replica(dir: &Path, g: &Garage, dsn: &str) -> Server {
-    let root = dir.join(format!("root-{}", random_suffix()));
-    register_s3_root(&root, g.s3_config("soak"));
-    let yaml = format!(
-        "version: 0.1\nstorage:\n{}  redirect:\n    disable: true\ndatabase:\n  dsn: {dsn}\ngc:\n  interval: 1s\n  grace: {GRACE_SECS}s\n  deleteuntagged: true\n",
-        g.distribution_yaml("soak", "/registry")
-    );
-    Server::start_with_config(&root, &yaml, &["--delete-enabled"])
+    let gc = format!("gc:\n  interval: 1s\n  grace: {GRACE_SECS}s\n  deleteuntagged: true\n");
+    Server::start_replica(dir, g, "soak", dsn, &gc)
 }
 
 const GRACE_SECS: u64 = 4;

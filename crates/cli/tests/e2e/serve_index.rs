@@ -12,7 +12,7 @@ use berth_oci::media_type::*;
 use berth_test_support::garage::Garage;
 use berth_test_support::postgres::Postgres;
 use berth_test_support::process::berth_cmd;
-use berth_test_support::{curl::*, data::*, image::*, net::*, serve::*, storage::*};
+use berth_test_support::{curl::*, image::*, net::*, serve::*};
 
 /// Waits until the server's log says the start-up reconcile finished.
 fn wait_reconciled(srv: &Server) {
@@ -238,13 +238,7 @@ fn sigkill_between_storage_and_index_writes_leaves_no_phantom_and_no_lost_tag() 
 }
 
 fn pg_replica(dir: &Path, g: &Garage, dsn: &str) -> Server {
-    let root = dir.join(format!("root-{}", random_suffix()));
-    register_s3_root(&root, g.s3_config("shared"));
-    let yaml = format!(
-        "version: 0.1\nstorage:\n{}  redirect:\n    disable: true\ndatabase:\n  dsn: {dsn}\n",
-        g.distribution_yaml("shared", "/registry")
-    );
-    Server::start_with_config(&root, &yaml, &["--delete-enabled"])
+    Server::start_replica(dir, g, "shared", dsn, "")
 }
 
 #[test]
