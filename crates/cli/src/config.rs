@@ -54,6 +54,11 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Garbage collection (`gc`).
     pub gc: GcSettings,
+    /// Lifecycle policies (immutable tags, quotas, retention) read from the file that
+    /// `policies` names; empty when none is configured.
+    pub policies: std::sync::Arc<berth_registry::Policies>,
+    /// That file.
+    pub policies_file: Option<PathBuf>,
 }
 
 /// Garbage collection (`gc` in config.yml).
@@ -153,6 +158,7 @@ struct FileConfig {
     berth: BerthSection,
     database: DatabaseSection,
     gc: GcSection,
+    policies: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -523,7 +529,19 @@ pub fn load(
     };
     let database = database_settings(cfg.database, s3.is_some(), &root)?;
     let gc = gc_settings(cfg.gc)?;
+    let policies = match &cfg.policies {
+        Some(p) => load_policies(p)?,
+        None => berth_registry::Policies::default(),
+    };
+    if !policies.quotas.is_empty() && matches!(database, DatabaseSettings::Off { .. }) {
+        bail!(
+            "the policies in {} set quotas, which count sizes in the metadata index: enable database (with S3, database.dsn for PostgreSQL)",
+            cfg.policies.as_deref().unwrap_or(Path::new("?")).display()
+        );
+    }
     Ok(Settings {
+        policies: std::sync::Arc::new(policies),
+        policies_file: cfg.policies,
         database,
         gc,
         addr,
@@ -654,6 +672,22 @@ fn database_settings(
         (None, None) if on_s3 => Ok(DatabaseSettings::Off { asked: false }),
         (None, None) => Ok(DatabaseSettings::Embedded(default_index_path(root))),
     }
+}
+
+/// Reads a policy file (see [`berth_registry::policy`]); an error names the file and the
+/// line, and a key Berth does not know is an error, never ignored.
+pub fn load_policies(path: &Path) -> anyhow::Result<berth_registry::Policies> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the policy file {}", path.display()))?;
+    if text.trim().is_empty() {
+        return Ok(berth_registry::Policies::default());
+    }
+    serde_saphyr::from_str(&text)
+        .map_err(|e| {
+            let e = e.to_string();
+            anyhow::anyhow!("{}", e.strip_prefix("error: ").unwrap_or(&e).to_owned())
+        })
+        .with_context(|| format!("the policy file {} has an error", path.display()))
 }
 
 fn gc_settings(g: GcSection) -> anyhow::Result<GcSettings> {

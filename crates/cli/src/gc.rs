@@ -1,6 +1,8 @@
 //! `berth gc`: one garbage collection on the server's storage, from the command line (with the
 //! server running or stopped, or on a folder CNCF Distribution wrote).
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use berth_registry::{GcOptions, GcReport, Index, IndexConfig, Registry, RegistryConfig};
 
@@ -12,17 +14,36 @@ use crate::serve;
 /// Runs `berth gc`.
 pub async fn run(args: GcArgs) -> Result<(), Failure> {
     let (settings, storage) = serve::offline(args.config.as_deref(), args.root.clone()).await?;
+    let policies = match &args.policy_file {
+        Some(f) => Arc::new(crate::config::load_policies(f).map_err(Failure::other)?),
+        None => settings.policies.clone(),
+    };
+    if args.policies && policies.retention.is_empty() {
+        let why = match args
+            .policy_file
+            .as_ref()
+            .or(settings.policies_file.as_ref())
+        {
+            Some(f) => format!("the policy file {} has no retention rule", f.display()),
+            None => "no policy file is configured".to_owned(),
+        };
+        return Err(Failure::usage(format!("--policies: {why}")).with_hint(
+            "write retention rules in a policy file and name it with --policy-file or config.yml's `policies`",
+        ));
+    }
     let opts = GcOptions {
         grace: args.grace.unwrap_or(settings.gc.grace),
         delete_untagged: args.delete_untagged || settings.gc.delete_untagged,
         dry_run: args.dry_run,
         rate: settings.gc.rate,
+        policies: args.policies,
     };
     let mut registry = Registry::new(
         storage,
         RegistryConfig {
             delete_enabled: true,
             gc_grace: opts.grace,
+            policies,
             ..Default::default()
         },
     );
@@ -71,11 +92,25 @@ fn print_report(r: &GcReport, opts: &GcOptions) {
     } else {
         "deleted"
     };
+    for t in &r.tags_deleted {
+        println!(
+            "{verb} tag {}:{} ({}): {}",
+            t.repository, t.tag, t.digest, t.reason
+        );
+    }
     for (repo, d) in &r.manifests_deleted {
         println!("{verb} manifest {repo}@{d}");
     }
     for (d, size) in &r.blobs_deleted {
         println!("{verb} blob {d} ({size} bytes)");
+    }
+    if opts.policies {
+        let done = if opts.dry_run {
+            "would be deleted"
+        } else {
+            "deleted"
+        };
+        println!("{} tags {done} by retention", r.tags_deleted.len());
     }
     println!(
         "{} repositories, {} manifests kept; {} of {} blobs {verb}, {} bytes ({}); {} manifests {verb}",

@@ -32,8 +32,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_manifest_bytes: settings.max_manifest_bytes,
             redirect_blobs: redirect,
             gc_grace: settings.gc.grace,
+            policies: settings.policies.clone(),
         },
     );
+    if let Some(f) = &settings.policies_file {
+        let p = &settings.policies;
+        tracing::info!(
+            file = %f.display(),
+            immutable = p.immutable.len(),
+            quotas = p.quotas.len(),
+            retention = p.retention.len(),
+            "lifecycle policies loaded"
+        );
+    }
     if let Some(index) = open_index(&settings).await? {
         registry = registry.with_index(index).await?;
         let r = registry.clone();
@@ -49,7 +60,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(p) = settings.upload_purging {
         spawn_upload_purger(registry.clone(), p);
     }
-    spawn_collector(registry.clone(), settings.gc.clone());
+    spawn_collector(
+        registry.clone(),
+        settings.gc.clone(),
+        !settings.policies.retention.is_empty(),
+    );
     let access = access_control(&settings, registry.storage().as_ref()).await?;
     let app = berth_server::router(
         registry.clone(),
@@ -318,9 +333,9 @@ fn spawn_upload_purger(registry: Registry, p: config::UploadPurging) {
 }
 
 /// Puts back what a killed collection left aside, then (when `gc.enabled`) collects garbage
-/// every `gc.interval`, in the background. Every replica may run this: two runs at once
-/// delete nothing twice and keep what either must keep.
-fn spawn_collector(registry: Registry, gc: config::GcSettings) {
+/// every `gc.interval`, in the background, retention rules first when there are any. Every
+/// replica may run this: two runs at once delete nothing twice and keep what either must keep.
+fn spawn_collector(registry: Registry, gc: config::GcSettings, retention: bool) {
     tokio::spawn(async move {
         if let Err(e) = registry.gc_recover().await {
             tracing::warn!(error = %crate::exit::chain(&e), "cannot put back the blobs an interrupted garbage collection moved aside; the next run tries again");
@@ -333,6 +348,7 @@ fn spawn_collector(registry: Registry, gc: config::GcSettings) {
             delete_untagged: gc.delete_untagged,
             dry_run: false,
             rate: gc.rate,
+            policies: retention,
         };
         let mut tick =
             tokio::time::interval_at(tokio::time::Instant::now() + gc.interval, gc.interval);

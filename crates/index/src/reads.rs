@@ -196,6 +196,33 @@ impl Index {
         Ok((out, more))
     }
 
+    /// Whether a live manifest of the repository references the blob (what a quota check
+    /// asks: such a blob adds nothing to the repository's size).
+    pub async fn references_blob(&self, repository: &str, blob: &Digest) -> Result<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM manifest_references r JOIN manifests m \
+             ON m.repository = r.repository AND m.digest = r.manifest \
+             WHERE r.repository = $1 AND r.target = $2 AND r.kind = 'blob' AND m.deleted_at IS NULL LIMIT 1",
+        )
+        .bind(repository)
+        .bind(blob.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
+    /// Whether the repository holds the manifest (a live row).
+    pub async fn has_manifest(&self, repository: &str, digest: &Digest) -> Result<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM manifests WHERE repository = $1 AND digest = $2 AND deleted_at IS NULL",
+        )
+        .bind(repository)
+        .bind(digest.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
     /// Bytes a repository holds: each of its manifests and each distinct blob they reference,
     /// counted once; `None` when the repository is unknown.
     pub async fn repository_size(&self, repository: &str) -> Result<Option<u64>> {

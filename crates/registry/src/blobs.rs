@@ -134,6 +134,7 @@ impl Registry {
         }
         match self.stat_blob(from, d).await {
             Ok(info) => {
+                self.check_quota_blob(name, Some(d), info.size).await?;
                 self.write_link(&paths::layer_link(name, d), d).await?;
                 self.index_blob_linked(name).await?;
                 Ok(Some(info))

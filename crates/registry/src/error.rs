@@ -64,6 +64,9 @@ pub enum RegistryError {
         /// The limit.
         limit: u64,
     },
+    /// A policy refuses the request (an immutable tag, a quota).
+    #[error("{0}")]
+    Denied(String),
     /// Deletion is disabled or the operation is not supported.
     #[error("{0}")]
     Unsupported(String),
@@ -122,6 +125,7 @@ impl RegistryError {
             SizeInvalid(_) => ErrorCode::SizeInvalid,
             TooLarge { .. } => ErrorCode::SizeTooLarge,
             Unsupported(_) => ErrorCode::Unsupported,
+            Denied(_) => ErrorCode::Denied,
             IndexUnavailable(_) => ErrorCode::Unavailable,
             Storage(_) | Index(_) => ErrorCode::Unknown,
         }

@@ -14,7 +14,7 @@
 //! - a killed run leaves blobs in the quarantine; the next run (and every start of
 //!   `berth serve`) puts them back first, and decides about them afresh.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
 use berth_index::ManifestEdges;
@@ -22,6 +22,7 @@ use berth_oci::Digest;
 use berth_oci::manifest::ParsedManifest;
 use futures::StreamExt;
 
+use crate::retention::RepoPlan;
 use crate::{Registry, RegistryError, Result, paths};
 
 /// Where a run moves blobs before it deletes them (outside Distribution's tree, which never
@@ -44,6 +45,9 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// At most this many deletes per second (`None`: as fast as storage answers).
     pub rate: Option<u32>,
+    /// Apply the registry's retention rules first ([`crate::policy`]): delete the tags they
+    /// judge, then the manifests those leave unreached and untagged ones past their age.
+    pub policies: bool,
 }
 
 impl Default for GcOptions {
@@ -53,6 +57,7 @@ impl Default for GcOptions {
             delete_untagged: false,
             dry_run: false,
             rate: None,
+            policies: false,
         }
     }
 }
@@ -65,6 +70,8 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 pub struct GcReport {
     /// Repositories walked.
     pub repositories: usize,
+    /// Tags retention deleted, with the reason.
+    pub tags_deleted: Vec<crate::retention::TagDeleted>,
     /// Manifests kept.
     pub manifests_kept: usize,
     /// Manifests deleted (repository, digest).
@@ -94,13 +101,6 @@ impl GcReport {
 
 /// What each manifest of a repository points at, as a run found it.
 type ManifestsRead = HashMap<Digest, ManifestEdges>;
-
-/// One repository as the mark phase saw it.
-#[derive(Default)]
-struct RepoMarks {
-    /// Blobs the repository links, by digest: what a sweep may have to unlink.
-    links: BTreeSet<Digest>,
-}
 
 /// What became of a blob moved aside.
 enum Settled {
@@ -166,7 +166,7 @@ impl Registry {
     }
 
     /// When a key was last written, `None` when it is not there.
-    async fn modified(&self, key: &str) -> Result<Option<SystemTime>> {
+    pub(crate) async fn modified(&self, key: &str) -> Result<Option<SystemTime>> {
         match self.storage.stat(key).await {
             Ok(m) => Ok(Some(m.modified.unwrap_or(SystemTime::UNIX_EPOCH))),
             Err(e) if e.is_not_found() => Ok(None),
@@ -233,10 +233,25 @@ impl Registry {
         names.sort();
         report.repositories = names.len();
         let mut marked: BTreeSet<Digest> = BTreeSet::new();
-        let mut repos: BTreeMap<String, RepoMarks> = BTreeMap::new();
+        // Which repositories link each blob: what a sweep may have to unlink.
+        let mut linked: HashMap<Digest, Vec<String>> = HashMap::new();
         for name in &names {
+            let plan = match self.config.policies.retention(name) {
+                Some(rule) if opts.policies => {
+                    self.apply_retention(
+                        name,
+                        rule,
+                        opts.dry_run,
+                        cutoff,
+                        started,
+                        &mut report.tags_deleted,
+                    )
+                    .await?
+                }
+                _ => RepoPlan::default(),
+            };
             let kept = self
-                .mark_repository(name, opts, cutoff, &mut pace, &mut report)
+                .mark_repository(name, opts, cutoff, &plan, &mut pace, &mut report)
                 .await?;
             report.manifests_kept += kept.len();
             for (d, refs) in kept {
@@ -246,12 +261,9 @@ impl Registry {
             let links = self
                 .digests_under(&format!("{}/_layers", paths::repo(name)))
                 .await?;
-            repos.insert(
-                name.clone(),
-                RepoMarks {
-                    links: links.into_iter().collect(),
-                },
-            );
+            for d in links {
+                linked.entry(d).or_default().push(name.clone());
+            }
         }
 
         // Candidates: blobs in storage that nothing marked, older than the window, with no
@@ -276,13 +288,7 @@ impl Registry {
             seconds = clock.elapsed().as_secs_f64()
         );
         let unmarked: Vec<Digest> = stored.into_iter().filter(|d| !marked.contains(d)).collect();
-        let linked_by = |d: &Digest| -> Vec<String> {
-            repos
-                .iter()
-                .filter(|(_, m)| m.links.contains(d))
-                .map(|(n, _)| n.clone())
-                .collect()
-        };
+        let linked_by = |d: &Digest| -> Vec<String> { linked.get(d).cloned().unwrap_or_default() };
         let checked: Vec<Result<Option<(Digest, u64)>>> = futures::stream::iter(unmarked)
             .map(|d| {
                 let holders = linked_by(&d);
@@ -480,6 +486,7 @@ impl Registry {
         name: &str,
         opts: &GcOptions,
         cutoff: SystemTime,
+        plan: &RepoPlan,
         pace: &mut Pace,
         report: &mut GcReport,
     ) -> Result<Vec<(Digest, Vec<Digest>)>> {
@@ -487,29 +494,71 @@ impl Registry {
             .digests_under(&format!("{}/_manifests/revisions", paths::repo(name)))
             .await?;
         let mut read = self.manifest_edges(name, &revisions).await?;
-        if !opts.delete_untagged {
+        if !opts.delete_untagged && !plan.prunes() {
             return Ok(read
                 .iter()
                 .map(|(d, e)| (d.clone(), references(d, e)))
                 .collect());
         }
-        let reached = self.reach_from_tags(name, &mut read).await?;
-        let mut doomed = Vec::new();
+        // A dry run deletes no tag: it marks as if the tags retention judged were gone. A
+        // real run has deleted them, and one pushed again since counts.
+        let none = BTreeSet::new();
+        let removed = if opts.dry_run {
+            &plan.removed_tags
+        } else {
+            &none
+        };
+        let reached = self.reach_from_tags(name, &mut read, removed).await?;
+        let mut written: HashMap<Digest, Option<SystemTime>> = HashMap::new();
         for d in &revisions {
-            if reached.contains(d) || !read.contains_key(d) {
-                continue;
+            if !reached.contains(d) && read.contains_key(d) {
+                written.insert(
+                    d.clone(),
+                    self.modified(&paths::revision_link(name, d)).await?,
+                );
             }
-            // Recently pushed (or re-pushed, which rewrites the link): maybe about to be
-            // tagged or referenced.
-            if self
-                .modified(&paths::revision_link(name, d))
-                .await?
-                .is_none_or(|m| m >= cutoff)
-            {
-                continue;
-            }
-            doomed.push(d.clone());
         }
+        // What goes: every unreached manifest with `delete_untagged`; else those the
+        // retention plan names (the manifests of deleted tags, untagged ones past the rule's
+        // age), with their unreached children and referrers. Never one written inside the
+        // grace window (recently pushed or re-pushed: maybe about to be tagged).
+        let mut todo: Vec<Digest> = written
+            .iter()
+            .filter(|(d, at)| {
+                opts.delete_untagged
+                    || plan.orphans.contains(*d)
+                    || plan
+                        .untagged_before
+                        .is_some_and(|before| at.is_some_and(|m| m < before))
+            })
+            .map(|(d, _)| d.clone())
+            .collect();
+        let mut referrers: HashMap<&Digest, Vec<&Digest>> = HashMap::new();
+        for (d, e) in read.iter() {
+            if let Some(s) = &e.subject {
+                referrers.entry(s).or_default().push(d);
+            }
+        }
+        let mut going = BTreeSet::new();
+        while let Some(d) = todo.pop() {
+            if !written.contains_key(&d) || !going.insert(d.clone()) {
+                continue;
+            }
+            if let Some(e) = read.get(&d) {
+                todo.extend(e.children.iter().cloned());
+            }
+            if let Some(rs) = referrers.get(&d) {
+                todo.extend(rs.iter().map(|r| (*r).clone()));
+            }
+        }
+        let mut doomed: Vec<Digest> = going
+            .into_iter()
+            .filter(|d| {
+                written
+                    .get(d)
+                    .is_some_and(|at| at.is_some_and(|m| m < cutoff))
+            })
+            .collect();
         if !opts.dry_run && !doomed.is_empty() {
             // The bytes, to put a manifest back should a push reach it meanwhile.
             let mut kept_bytes = HashMap::new();
@@ -525,7 +574,7 @@ impl Registry {
             }
             // A push during the deletes may have tagged, or referenced from an index or as a
             // subject, one of them: mark again from the tags as they are now.
-            let again = self.reach_from_tags(name, &mut read).await?;
+            let again = self.reach_from_tags(name, &mut read, removed).await?;
             for d in doomed.iter().filter(|d| again.contains(*d)) {
                 if let Some((bytes, media_type)) = kept_bytes.get(d) {
                     self.put_manifest(name, &d.to_string(), Some(media_type), bytes.clone())
@@ -608,10 +657,14 @@ impl Registry {
         &self,
         name: &str,
         read: &mut ManifestsRead,
+        removed: &BTreeSet<String>,
     ) -> Result<BTreeSet<Digest>> {
         let mut reached = BTreeSet::new();
         let mut todo = Vec::new();
         for tag in self.all_tags(name).await? {
+            if removed.contains(&tag) {
+                continue;
+            }
             if let Some(d) = self.read_link(&paths::tag_current(name, &tag)).await? {
                 todo.push(d);
             }

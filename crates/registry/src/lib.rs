@@ -18,10 +18,13 @@ mod blobs;
 mod error;
 mod gc;
 mod indexing;
+mod lifecycle;
 mod links;
 mod manifests;
 pub mod paths;
+pub mod policy;
 mod referrers;
+mod retention;
 mod tags;
 mod uploads;
 
@@ -36,6 +39,7 @@ pub use error::{RegistryError, Result};
 pub use gc::{DEFAULT_GRACE, GcOptions, GcReport, QUARANTINE};
 pub use indexing::ReconcileReport;
 pub use manifests::{MAX_TAGS_PER_PUSH, PutManifest, StoredManifest};
+pub use policy::Policies;
 pub use referrers::{MAX_REFERRER_ENTRY, REFERRERS_PAGE, ReferrersPage};
 pub use uploads::UploadStatus;
 
@@ -52,6 +56,8 @@ pub struct RegistryConfig {
     /// The garbage collector's grace window: a push refreshes the links it relies on when
     /// they are older than half of it, so that a collection keeps what they name.
     pub gc_grace: std::time::Duration,
+    /// Immutable tags, quotas and retention rules (none by default).
+    pub policies: Arc<Policies>,
 }
 
 impl Default for RegistryConfig {
@@ -61,6 +67,7 @@ impl Default for RegistryConfig {
             max_manifest_bytes: berth_oci::manifest::DEFAULT_MAX_MANIFEST_BYTES as u64,
             redirect_blobs: false,
             gc_grace: gc::DEFAULT_GRACE,
+            policies: Arc::default(),
         }
     }
 }

@@ -259,6 +259,11 @@ impl Registry {
             ));
         }
         self.check_references(name, &parsed).await?;
+        for tag in &tags {
+            self.check_tag_mutable(name, tag, Some(&digest)).await?;
+        }
+        self.check_quota_manifest(name, &digest, bytes.len() as u64, &parsed)
+            .await?;
         let referrer_entry = match &parsed.subject {
             Some(_) => Some(crate::referrers::referrer_entry(
                 &parsed,
@@ -362,12 +367,14 @@ impl Registry {
                     }
                     return Err(RegistryError::ManifestUnknown(tag));
                 }
+                self.check_tag_mutable(name, &tag, None).await?;
                 self.index_delete_tag(name, &tag).await?;
                 self.delete_quiet(&paths::tag_dir(name, &tag)).await?;
                 tracing::info!(repository = name, tag, "tag deleted");
             }
             Target::Digest(d) => {
                 let stored = self.get_manifest_unrecorded(name, &d.to_string()).await?;
+                self.check_manifest_deletable(name, &d).await?;
                 self.index_delete_manifest(name, &d).await?;
                 for tag in self.all_tags(name).await? {
                     if self

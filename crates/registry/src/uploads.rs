@@ -80,6 +80,7 @@ impl Registry {
     /// Starts an upload session.
     pub async fn start_upload(&self, name: &str) -> Result<UploadStatus> {
         check_name(name)?;
+        self.check_quota_room(name).await?;
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
         let now = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -258,6 +259,9 @@ impl Registry {
                 expected: offset,
             });
         }
+        // Refused before the chunk is stored when its announced length would cross the quota.
+        self.check_quota_blob(name, None, offset + expected_len.unwrap_or(0))
+            .await?;
         let (offset, _) = self.append(name, id, offset, h, expected_len, body).await?;
         Ok(UploadStatus {
             id: id.to_owned(),
@@ -310,6 +314,8 @@ impl Registry {
             None => parse_digest(digest)?,
         };
         if let Some((stream, len)) = body {
+            self.check_quota_blob(name, Some(&expected), offset + len.unwrap_or(0))
+                .await?;
             (offset, h) = self.append(name, id, offset, h, len, stream).await?;
         } else {
             // No last chunk: still cut the data at the durable offset (waiting for any writer
@@ -332,6 +338,10 @@ impl Registry {
             return Err(RegistryError::DigestInvalid(format!(
                 "uploaded content has digest {actual}, not {expected}: the upload was discarded, push the blob again"
             )));
+        }
+        if let Err(e) = self.check_quota_blob(name, Some(&expected), offset).await {
+            self.cancel_upload_locked(name, id).await?;
+            return Err(e);
         }
         let data = paths::blob_data(&expected);
         if self.exists(&data).await? {
@@ -388,7 +398,11 @@ impl Registry {
         body: ByteStream,
         len: Option<u64>,
     ) -> Result<BlobInfo> {
-        parse_digest(digest)?;
+        let d = parse_digest(digest)?;
+        if let Some(len) = len {
+            check_name(name)?;
+            self.check_quota_blob(name, Some(&d), len).await?;
+        }
         let st = self.start_upload(name).await?;
         let res = self
             .finish_upload(name, &st.id, digest, Some((body, len)))

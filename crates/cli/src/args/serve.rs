@@ -84,4 +84,11 @@ pub struct GcArgs {
     /// signatures and SBOMs of what stays.
     #[arg(long)]
     pub delete_untagged: bool,
+    /// Apply the retention rules of the policy file first (config.yml's `policies`, or
+    /// --policy-file): delete the tags they judge and the images those leave untagged.
+    #[arg(long)]
+    pub policies: bool,
+    /// The policy file (immutable tags, quotas, retention), instead of config.yml's.
+    #[arg(long, value_name = "FILE")]
+    pub policy_file: Option<PathBuf>,
 }

@@ -21,5 +21,6 @@ mod serve_docker;
 mod serve_gc;
 mod serve_hardening;
 mod serve_index;
+mod serve_policies;
 mod serve_s3;
 mod serve_skopeo;
