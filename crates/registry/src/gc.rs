@@ -139,6 +139,11 @@ fn digest_of(alg: &str, hex: &str) -> Option<Digest> {
     format!("{alg}:{hex}").parse().ok()
 }
 
+/// The folder holding a key.
+fn parent(key: &str) -> &str {
+    key.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
 fn quarantined(d: &Digest) -> String {
     format!("{QUARANTINE}/{}/{}", d.algorithm(), d.hex())
 }
@@ -422,16 +427,22 @@ impl Registry {
             return Ok(Settled::PutBack);
         }
         self.delete_quiet(&quarantined(d)).await?;
+        // The blob's own folder; the two-hex-digit one above it stays, as in Distribution
+        // (it is shared, and trying it is a system call per blob).
         let folder = data.trim_end_matches("/data");
         self.storage
-            .prune_empty_folders(folder, &format!("{}/blobs", paths::ROOT))
+            .prune_empty_folders(folder, parent(folder))
             .await?;
         // Its links dangle now. None is fresh (the second look said so), and one refreshed
         // since names a blob that is gone, which no push accepts; but an upload of the same
         // content may have put the data back meanwhile, so then the links are written again.
         for repo in &holders {
             let link = paths::layer_link(repo, d);
-            self.delete_quiet(link.trim_end_matches("/link")).await?;
+            self.delete_quiet(&link).await?;
+            let folder = parent(&link);
+            self.storage
+                .prune_empty_folders(folder, parent(folder))
+                .await?;
         }
         let mut links = holders.len();
         if !holders.is_empty() && self.exists(&data).await? {

@@ -58,8 +58,25 @@ impl FolderStorage {
         let key = from.to_owned();
         blocking(move || {
             let dir = dst.parent().expect("keys have a parent");
-            std::fs::create_dir_all(dir).map_err(|e| StorageError::io(&key, e))?;
-            std::fs::rename(&src, &dst).map_err(|e| StorageError::io(&key, e))?;
+            // The rename first: its folder usually exists, and then one system call does
+            // (a garbage collection moves thousands). On ENOENT the folder is made and the
+            // rename tried again, a few times, since pruning may remove an empty folder
+            // between the two; an ENOENT with the folder in place means `from` is missing.
+            let mut tries = 0;
+            loop {
+                match std::fs::rename(&src, &dst) {
+                    Ok(()) => break,
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::NotFound
+                            && tries < 3
+                            && !dir.is_dir() =>
+                    {
+                        tries += 1;
+                        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(&key, e))?;
+                    }
+                    Err(e) => return Err(StorageError::io(&key, e)),
+                }
+            }
             if durable {
                 sync_dir(dir).map_err(|e| StorageError::io(&key, e))?;
             }
@@ -417,13 +434,20 @@ impl Storage for FolderStorage {
         let full = self.full(path)?;
         let key = path.to_owned();
         blocking(move || {
-            let m = std::fs::symlink_metadata(&full).map_err(|e| StorageError::io(&key, e))?;
-            let r = if m.is_dir() {
-                std::fs::remove_dir_all(&full)
-            } else {
-                std::fs::remove_file(&full)
-            };
-            r.map_err(|e| StorageError::io(&key, e))
+            // An object first (one system call; the common case), a folder tree when the
+            // path is one.
+            match std::fs::remove_file(&full) {
+                Ok(()) => Ok(()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::IsADirectory | std::io::ErrorKind::PermissionDenied
+                    ) && std::fs::symlink_metadata(&full).is_ok_and(|m| m.is_dir()) =>
+                {
+                    std::fs::remove_dir_all(&full).map_err(|e| StorageError::io(&key, e))
+                }
+                Err(e) => Err(StorageError::io(&key, e)),
+            }
         })
         .await
     }

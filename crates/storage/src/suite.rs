@@ -180,6 +180,20 @@ pub async fn rename_replaces(s: &dyn Storage) {
     s.put("m/src2", Bytes::from_static(b"x")).await.unwrap();
     s.rename("m/src2", "m/deep/new/dir/data").await.unwrap();
     assert_eq!(&s.read("m/deep/new/dir/data", 10).await.unwrap()[..], b"x");
+    // A missing source is not found, whether or not the destination's folder exists.
+    assert!(
+        s.rename("m/gone", "m/dst/data")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        s.rename("m/gone", "m/nowhere/data")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert_eq!(&s.read("m/dst/data", 10).await.unwrap()[..], b"new");
 }
 
 /// `rename_undurable` moves like `rename`; `prune_empty_folders` removes nothing that holds an
