@@ -59,6 +59,12 @@ pub struct Settings {
     pub policies: std::sync::Arc<berth_registry::Policies>,
     /// That file.
     pub policies_file: Option<PathBuf>,
+    /// Keys accepted without effect, one sentence each (logged at start).
+    pub config_warnings: Vec<String>,
+    /// Refuse pushes and deletes (`storage.maintenance.readonly.enabled`).
+    pub read_only: bool,
+    /// Headers added to every response (`http.headers`).
+    pub headers: Vec<(String, String)>,
 }
 
 /// Garbage collection (`gc` in config.yml).
@@ -255,6 +261,7 @@ struct RedirectSection {
 #[serde(default)]
 struct MaintenanceSection {
     uploadpurging: Option<UploadPurgingSection>,
+    readonly: Option<Enabled>,
 }
 
 #[derive(Deserialize, Default)]
@@ -281,8 +288,8 @@ struct Enabled {
 #[serde(default)]
 struct HttpSection {
     addr: Option<String>,
-    relativeurls: Option<Flexible>,
     tls: Option<TlsSection>,
+    headers: Option<Map<String, Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -449,7 +456,17 @@ pub fn load(
         }
         None => Value::Object(Map::new()),
     };
-    apply_env(&mut tree, env);
+    let env: Vec<(String, String)> = env.collect();
+    let mut keys = crate::config_keys::KeyReport::default();
+    crate::config_keys::check(&tree, true, &mut keys).with_context(|| match file {
+        Some(p) => format!("config file {}", p.display()),
+        None => "configuration".to_owned(),
+    })?;
+    let mut from_env = Value::Object(Map::new());
+    apply_env(&mut from_env, env.iter().cloned());
+    crate::config_keys::check(&from_env, false, &mut keys)
+        .context("a REGISTRY_* environment variable")?;
+    apply_env(&mut tree, env.into_iter());
     let cfg: FileConfig =
         serde_json::from_value(tree).context("config has a value of the wrong type")?;
 
@@ -477,7 +494,29 @@ pub fn load(
         Some(f) => !f.as_bool("storage.redirect.disable")?,
         None => true,
     };
-    let upload_purging = upload_purging(cfg.storage.maintenance.and_then(|m| m.uploadpurging))?;
+    let (purging, readonly) = match cfg.storage.maintenance {
+        Some(m) => (m.uploadpurging, m.readonly),
+        None => (None, None),
+    };
+    let upload_purging = upload_purging(purging)?;
+    let read_only = match readonly.and_then(|r| r.enabled) {
+        Some(f) => f.as_bool("storage.maintenance.readonly.enabled")?,
+        None => false,
+    };
+    let mut headers = Vec::new();
+    for (name, values) in cfg.http.headers.unwrap_or_default() {
+        let values = match values {
+            Value::Array(a) => a,
+            other => vec![other],
+        };
+        for v in values {
+            let v = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            headers.push((name.clone(), v));
+        }
+    }
     let delete_enabled = match flags.delete_enabled {
         Some(b) => b,
         None => match cfg.storage.delete.and_then(|d| d.enabled) {
@@ -500,7 +539,6 @@ pub fn load(
         },
         None => berth_server::DEFAULT_IDLE_TIMEOUT,
     };
-    let _ = cfg.http.relativeurls;
     let tls = match (flags.tls.clone(), cfg.http.tls) {
         (Some((certificate, key)), _) => Some(berth_server::TlsFiles { certificate, key }),
         (
@@ -542,6 +580,9 @@ pub fn load(
     Ok(Settings {
         policies: std::sync::Arc::new(policies),
         policies_file: cfg.policies,
+        config_warnings: keys.warnings,
+        read_only,
+        headers,
         database,
         gc,
         addr,

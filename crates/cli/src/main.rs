@@ -8,6 +8,7 @@
 mod args;
 mod commands;
 mod config;
+mod config_keys;
 mod connect;
 mod exit;
 mod gc;

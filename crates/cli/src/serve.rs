@@ -33,8 +33,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             redirect_blobs: redirect,
             gc_grace: settings.gc.grace,
             policies: settings.policies.clone(),
+            read_only: settings.read_only,
         },
     );
+    for w in &settings.config_warnings {
+        tracing::warn!("{w}");
+    }
+    if settings.read_only {
+        tracing::warn!(
+            "read-only (storage.maintenance.readonly): pushes and deletes are refused, upload purging and garbage collection do not run"
+        );
+    }
     if let Some(f) = &settings.policies_file {
         let p = &settings.policies;
         tracing::info!(
@@ -57,20 +66,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    if let Some(p) = settings.upload_purging {
+    if let Some(p) = settings.upload_purging.filter(|_| !settings.read_only) {
         spawn_upload_purger(registry.clone(), p);
     }
-    spawn_collector(
-        registry.clone(),
-        settings.gc.clone(),
-        !settings.policies.retention.is_empty(),
-    );
+    if !settings.read_only {
+        spawn_collector(
+            registry.clone(),
+            settings.gc.clone(),
+            !settings.policies.retention.is_empty(),
+        );
+    }
     let access = access_control(&settings, registry.storage().as_ref()).await?;
     let app = berth_server::router(
         registry.clone(),
         ServerOptions {
             trust_forwarded_headers: settings.trust_forwarded,
             access,
+            headers: response_headers(&settings.headers)?,
         },
     );
     let delete_enabled = settings.delete_enabled;
@@ -95,6 +107,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     registry.flush_index().await;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// `http.headers` as header names and values, refused at start when one is not valid HTTP.
+fn response_headers(
+    headers: &[(String, String)],
+) -> anyhow::Result<Vec<(axum::http::HeaderName, axum::http::HeaderValue)>> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let name = axum::http::HeaderName::from_bytes(k.as_bytes())
+                .with_context(|| format!("http.headers: {k:?} is not a header name"))?;
+            let value = axum::http::HeaderValue::from_str(v)
+                .with_context(|| format!("http.headers.{k}: {v:?} is not a header value"))?;
+            Ok((name, value))
+        })
+        .collect()
 }
 
 /// What a maintenance command (`berth index`, `berth gc`) works on: the server's settings from

@@ -129,6 +129,7 @@ impl Registry {
     /// `from` does not have it, so the caller can fall back to a normal upload.
     pub async fn mount_blob(&self, name: &str, from: &str, d: &Digest) -> Result<Option<BlobInfo>> {
         check_name(name)?;
+        self.check_writable()?;
         if check_name(from).is_err() {
             return Ok(None);
         }

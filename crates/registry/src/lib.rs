@@ -58,6 +58,9 @@ pub struct RegistryConfig {
     pub gc_grace: std::time::Duration,
     /// Immutable tags, quotas and retention rules (none by default).
     pub policies: Arc<Policies>,
+    /// Refuse every push and delete; pulls go on (Distribution's
+    /// `storage.maintenance.readonly`).
+    pub read_only: bool,
 }
 
 impl Default for RegistryConfig {
@@ -68,6 +71,7 @@ impl Default for RegistryConfig {
             redirect_blobs: false,
             gc_grace: gc::DEFAULT_GRACE,
             policies: Arc::default(),
+            read_only: false,
         }
     }
 }
@@ -133,7 +137,19 @@ impl Registry {
         r
     }
 
+    /// Refuses a write while the registry is read-only.
+    fn check_writable(&self) -> Result<()> {
+        if self.config.read_only {
+            Err(RegistryError::Unsupported(
+                "this registry is read-only for maintenance (storage.maintenance.readonly): pulls work, pushes and deletes are refused until it is switched off".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     fn check_delete(&self) -> Result<()> {
+        self.check_writable()?;
         if self.config.delete_enabled {
             Ok(())
         } else {

@@ -213,6 +213,7 @@ impl Registry {
         extra_tags: &[String],
     ) -> Result<PutManifest> {
         check_name(name)?;
+        self.check_writable()?;
         let target = parse_reference(reference)?;
         if extra_tags.len() > MAX_TAGS_PER_PUSH {
             return Err(RegistryError::TagInvalid(format!(

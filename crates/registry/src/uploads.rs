@@ -80,6 +80,7 @@ impl Registry {
     /// Starts an upload session.
     pub async fn start_upload(&self, name: &str) -> Result<UploadStatus> {
         check_name(name)?;
+        self.check_writable()?;
         self.check_quota_room(name).await?;
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
         let now = time::OffsetDateTime::now_utc()
@@ -249,6 +250,7 @@ impl Registry {
         expected_len: Option<u64>,
         body: ByteStream,
     ) -> Result<UploadStatus> {
+        self.check_writable()?;
         let _lock = self.lock_upload(name, id).await?;
         let (offset, h) = self.load_state(name, id).await?;
         if let Some(s) = start
@@ -299,6 +301,7 @@ impl Registry {
             None => Some(parse_digest(digest)?),
             Some(_) => None,
         };
+        self.check_writable()?;
         let _lock = self.lock_upload(name, id).await?;
         let (mut offset, mut h) = self.load_state(name, id).await?;
         if let Some(s) = start
@@ -380,6 +383,7 @@ impl Registry {
 
     /// Cancels an upload and removes its data.
     pub async fn cancel_upload(&self, name: &str, id: &str) -> Result<()> {
+        self.check_writable()?;
         let _lock = self.lock_upload(name, id).await?;
         self.load_state(name, id).await?;
         self.cancel_upload_locked(name, id).await

@@ -39,6 +39,8 @@ pub struct ServerOptions {
     pub trust_forwarded_headers: bool,
     /// Authentication and authorization.
     pub access: AccessControl,
+    /// Headers added to every response (Distribution's `http.headers`), as configured.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// Shared state of the handlers.
@@ -69,7 +71,34 @@ pub fn router(registry: Registry, options: ServerOptions) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
         .layer(middleware::from_fn(route::parse_route))
         .layer(middleware::from_fn(access_log_and_version))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            configured_headers,
+        ))
         .with_state(state)
+}
+
+/// Adds the configured headers to every response (one that a handler set stays).
+async fn configured_headers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut res = next.run(req).await;
+    let headers = &state.options.headers;
+    if headers.is_empty() {
+        return res;
+    }
+    let set_by_handler: Vec<bool> = headers
+        .iter()
+        .map(|(k, _)| res.headers().contains_key(k))
+        .collect();
+    for ((k, v), set) in headers.iter().zip(set_by_handler) {
+        if !set {
+            res.headers_mut().append(k.clone(), v.clone());
+        }
+    }
+    res
 }
 
 /// Adds the API version header to every response and logs one line per request.

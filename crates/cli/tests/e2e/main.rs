@@ -16,6 +16,7 @@ mod serve_api;
 mod serve_bad_input;
 mod serve_compat;
 mod serve_concurrency;
+mod serve_config;
 mod serve_crash;
 mod serve_docker;
 mod serve_gc;
