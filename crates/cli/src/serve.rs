@@ -77,12 +77,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let access = access_control(&settings, registry.storage().as_ref()).await?;
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let app = berth_server::router(
         registry.clone(),
         ServerOptions {
             trust_forwarded_headers: settings.trust_forwarded,
             access,
             headers: response_headers(&settings.headers)?,
+            draining: draining.clone(),
         },
     );
     let delete_enabled = settings.delete_enabled;
@@ -98,7 +100,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tls: settings.tls.clone(),
             idle_timeout: settings.idle_timeout,
         },
-        shutdown_signal(),
+        shutdown_signal(draining),
         move |addr| {
             tracing::info!(%addr, scheme, storage = storage_name, delete_enabled, redirect, "berth registry listening");
         },
@@ -390,12 +392,13 @@ fn spawn_collector(registry: Registry, gc: config::GcSettings, retention: bool) 
     });
 }
 
-async fn shutdown_signal() {
+async fn shutdown_signal(draining: Arc<std::sync::atomic::AtomicBool>) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
     }
-    tracing::info!("shutdown requested; finishing requests in flight");
+    draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    tracing::info!("shutdown requested; finishing requests in flight (/readyz answers 503)");
 }

@@ -137,6 +137,20 @@ impl Registry {
         r
     }
 
+    /// Whether the registry can serve: storage answers (a listing of the registry's root; an
+    /// empty store is fine) and so does the index database, when there is one.
+    pub async fn check_ready(&self) -> Result<()> {
+        match self.storage.list(paths::ROOT).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(ix) = self.index() {
+            ix.ping().await?;
+        }
+        Ok(())
+    }
+
     /// Refuses a write while the registry is read-only.
     fn check_writable(&self) -> Result<()> {
         if self.config.read_only {

@@ -14,6 +14,7 @@ mod conn;
 mod error;
 mod handlers;
 pub mod headers;
+mod health;
 mod listen;
 mod route;
 #[cfg(test)]
@@ -41,6 +42,9 @@ pub struct ServerOptions {
     pub access: AccessControl,
     /// Headers added to every response (Distribution's `http.headers`), as configured.
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Set once the process is shutting down: `/readyz` answers 503 from then on, so that a
+    /// load balancer stops sending new requests while those in flight finish.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Shared state of the handlers.
@@ -63,6 +67,8 @@ pub fn router(registry: Registry, options: ServerOptions) -> Router {
         .route("/v2", axum::routing::any(handlers::base))
         .route("/v2/", axum::routing::any(handlers::base))
         .route("/v2/{*rest}", axum::routing::any(handlers::dispatch))
+        .route("/healthz", axum::routing::get(health::alive))
+        .route("/readyz", axum::routing::get(health::ready))
         .route(
             "/token",
             axum::routing::get(auth::token_get).post(auth::token_post),

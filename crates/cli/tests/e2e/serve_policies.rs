@@ -149,8 +149,15 @@ fn berth_gc_policies_lists_then_deletes_what_retention_judges() {
     let done = gc(&[]);
     assert!(done.contains("deleted tag ci/app:t0"), "{done}");
     // The image of t1 is gone, blobs and all; t0's manifest lives on in prod/app.
-    assert!(!blob_path(&root, &imgs[1].layers[0].digest).exists());
-    assert!(blob_path(&root, &imgs[0].layers[0].digest).exists());
+    assert!(
+        !blob_path(&root, &imgs[1].layers[0].digest).exists(),
+        "t1's layer {} deleted:\n{done}\ndry run:\n{dry}",
+        imgs[1].layers[0].digest
+    );
+    assert!(
+        blob_path(&root, &imgs[0].layers[0].digest).exists(),
+        "{done}"
+    );
 
     let srv = Server::start_with_config(&root, &yaml, &[]);
     let tags: Value = srv.get("/v2/ci/app/tags/list").json();

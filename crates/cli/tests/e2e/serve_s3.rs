@@ -538,3 +538,38 @@ fn a_token_from_one_replica_is_accepted_by_another() {
         assert!(!local.exists(), "{} exists", local.display());
     }
 }
+
+#[test]
+fn readyz_follows_the_store_and_healthz_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Garage::single();
+    g.create_bucket("ready");
+    let srv = replica(dir.path(), &g, "ready", NO_REDIRECT);
+    assert_eq!(srv.get("/readyz").status, 200);
+    assert_eq!(srv.get("/healthz").status, 200);
+    g.kill(0);
+    let t = Instant::now();
+    let r = srv.get("/readyz");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().starts_with("not ready"), "{}", r.text());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "the probe answers within its deadline: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        srv.get("/healthz").status,
+        200,
+        "the process itself is alive"
+    );
+    g.restart(0);
+    g.wait_healthy();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while srv.get("/readyz").status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "ready again once the store answers"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
