@@ -65,6 +65,9 @@ pub struct Settings {
     pub read_only: bool,
     /// Headers added to every response (`http.headers`).
     pub headers: Vec<(String, String)>,
+    /// The debug listener serving Prometheus metrics (`http.debug.addr` with
+    /// `http.debug.prometheus.enabled`): its address and the metrics path.
+    pub metrics: Option<(SocketAddr, String)>,
 }
 
 /// Garbage collection (`gc` in config.yml).
@@ -290,6 +293,21 @@ struct HttpSection {
     addr: Option<String>,
     tls: Option<TlsSection>,
     headers: Option<Map<String, Value>>,
+    debug: Option<DebugSection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DebugSection {
+    addr: Option<String>,
+    prometheus: Option<PrometheusSection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PrometheusSection {
+    enabled: Option<Flexible>,
+    path: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -503,6 +521,34 @@ pub fn load(
         Some(f) => f.as_bool("storage.maintenance.readonly.enabled")?,
         None => false,
     };
+    let metrics = match cfg.http.debug {
+        None => None,
+        Some(d) => {
+            let prom = d.prometheus.unwrap_or_default();
+            let enabled = match prom.enabled {
+                Some(f) => f.as_bool("http.debug.prometheus.enabled")?,
+                None => false,
+            };
+            match (d.addr, enabled) {
+                (Some(a), true) => {
+                    let path = prom.path.unwrap_or_else(|| "/metrics".to_owned());
+                    if !path.starts_with('/') {
+                        bail!(
+                            "http.debug.prometheus.path: expected a path such as /metrics, found {path:?}"
+                        );
+                    }
+                    Some((parse_addr(&a)?, path))
+                }
+                (None, true) => bail!(
+                    "http.debug.prometheus.enabled needs http.debug.addr, the listener to serve metrics on"
+                ),
+                (Some(_), false) => bail!(
+                    "http.debug.addr: Berth's debug listener serves only Prometheus metrics: set http.debug.prometheus.enabled: true, or remove http.debug"
+                ),
+                (None, false) => None,
+            }
+        }
+    };
     let mut headers = Vec::new();
     for (name, values) in cfg.http.headers.unwrap_or_default() {
         let values = match values {
@@ -581,6 +627,7 @@ pub fn load(
         policies: std::sync::Arc::new(policies),
         policies_file: cfg.policies,
         config_warnings: keys.warnings,
+        metrics,
         read_only,
         headers,
         database,

@@ -196,10 +196,11 @@ const KEYS: &[(&str, Class)] = &[
         "http.net",
         Check(|v| (!blank(v) && !is(v, "tcp")).then_some("Berth listens on TCP only")),
     ),
-    (
-        "http.debug",
-        Refuse("Berth has no debug listener yet (no /debug/health, no /metrics); remove it"),
-    ),
+    ("http.debug", Honoured),
+    ("http.debug.addr", Honoured),
+    ("http.debug.prometheus", Honoured),
+    ("http.debug.prometheus.enabled", Honoured),
+    ("http.debug.prometheus.path", Honoured),
     (
         "http.http2",
         Warn("Berth serves HTTP/1.1 and, over TLS, HTTP/2 by negotiation"),

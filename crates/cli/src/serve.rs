@@ -66,6 +66,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
+    let metrics = match &settings.metrics {
+        Some((addr, path)) => {
+            let m = Arc::new(berth_server::Metrics::new());
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (http.debug.addr)"))?;
+            tracing::info!(%addr, path, "metrics listening (http.debug)");
+            let app = berth_server::metrics_router(m.clone(), path);
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            });
+            Some(m)
+        }
+        None => None,
+    };
     if let Some(p) = settings.upload_purging.filter(|_| !settings.read_only) {
         spawn_upload_purger(registry.clone(), p);
     }
@@ -74,6 +91,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             registry.clone(),
             settings.gc.clone(),
             !settings.policies.retention.is_empty(),
+            metrics.clone(),
         );
     }
     let access = access_control(&settings, registry.storage().as_ref()).await?;
@@ -85,6 +103,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             access,
             headers: response_headers(&settings.headers)?,
             draining: draining.clone(),
+            metrics: metrics.clone(),
         },
     );
     let delete_enabled = settings.delete_enabled;
@@ -365,7 +384,12 @@ fn spawn_upload_purger(registry: Registry, p: config::UploadPurging) {
 /// Puts back what a killed collection left aside, then (when `gc.enabled`) collects garbage
 /// every `gc.interval`, in the background, retention rules first when there are any. Every
 /// replica may run this: two runs at once delete nothing twice and keep what either must keep.
-fn spawn_collector(registry: Registry, gc: config::GcSettings, retention: bool) {
+fn spawn_collector(
+    registry: Registry,
+    gc: config::GcSettings,
+    retention: bool,
+    metrics: Option<Arc<berth_server::Metrics>>,
+) {
     tokio::spawn(async move {
         if let Err(e) = registry.gc_recover().await {
             tracing::warn!(error = %crate::exit::chain(&e), "cannot put back the blobs an interrupted garbage collection moved aside; the next run tries again");
@@ -385,8 +409,18 @@ fn spawn_collector(registry: Registry, gc: config::GcSettings, retention: bool) 
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = registry.collect_garbage(&opts).await {
-                tracing::warn!(error = %crate::exit::chain(&e), "garbage collection stopped; nothing half-deleted is visible, the next run goes on");
+            match registry.collect_garbage(&opts).await {
+                Ok(report) => {
+                    if let Some(m) = &metrics {
+                        m.gc_finished(&report);
+                    }
+                }
+                Err(e) => {
+                    if let Some(m) = &metrics {
+                        m.gc_failed();
+                    }
+                    tracing::warn!(error = %crate::exit::chain(&e), "garbage collection stopped; nothing half-deleted is visible, the next run goes on");
+                }
             }
         }
     });

@@ -82,6 +82,8 @@ pub struct GcReport {
     pub blobs_deleted: Vec<(Digest, u64)>,
     /// Unreached blobs kept because something wrote or touched them inside the grace window.
     pub kept_in_grace: usize,
+    /// The bytes those hold: what a later run frees unless a push uses them.
+    pub kept_in_grace_bytes: u64,
     /// Blobs moved aside and put back because a push reached them during the run.
     pub restored: usize,
     /// Repository links to deleted blobs removed.
@@ -294,7 +296,8 @@ impl Registry {
         );
         let unmarked: Vec<Digest> = stored.into_iter().filter(|d| !marked.contains(d)).collect();
         let linked_by = |d: &Digest| -> Vec<String> { linked.get(d).cloned().unwrap_or_default() };
-        let checked: Vec<Result<Option<(Digest, u64)>>> = futures::stream::iter(unmarked)
+        // (digest, size, kept because fresh)
+        let checked: Vec<Result<Option<(Digest, u64, bool)>>> = futures::stream::iter(unmarked)
             .map(|d| {
                 let holders = linked_by(&d);
                 async move {
@@ -304,7 +307,7 @@ impl Registry {
                         Err(e) => return Err(e.into()),
                     };
                     if meta.modified.is_none_or(|m| m >= cutoff) {
-                        return Ok(Some((d, u64::MAX)));
+                        return Ok(Some((d, meta.size, true)));
                     }
                     for repo in holders {
                         if self
@@ -312,10 +315,10 @@ impl Registry {
                             .await?
                             .is_some_and(|m| m >= cutoff)
                         {
-                            return Ok(Some((d, u64::MAX)));
+                            return Ok(Some((d, meta.size, true)));
                         }
                     }
-                    Ok(Some((d, meta.size)))
+                    Ok(Some((d, meta.size, false)))
                 }
             })
             .buffer_unordered(PARALLEL)
@@ -324,8 +327,11 @@ impl Registry {
         let mut candidates = Vec::new();
         for c in checked {
             match c? {
-                Some((_, u64::MAX)) => report.kept_in_grace += 1,
-                Some(c) => candidates.push(c),
+                Some((_, size, true)) => {
+                    report.kept_in_grace += 1;
+                    report.kept_in_grace_bytes += size;
+                }
+                Some((d, size, false)) => candidates.push((d, size)),
                 None => {}
             }
         }

@@ -16,6 +16,7 @@ mod handlers;
 pub mod headers;
 mod health;
 mod listen;
+mod metrics;
 mod route;
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,7 @@ pub use auth::AccessControl;
 pub use berth_oci::Route;
 pub use error::ApiError;
 pub use listen::{DEFAULT_IDLE_TIMEOUT, ListenError, ListenOptions, TlsFiles, serve};
+pub use metrics::Metrics;
 
 /// Options of the HTTP layer.
 #[derive(Clone, Default, Debug)]
@@ -45,6 +47,8 @@ pub struct ServerOptions {
     /// Set once the process is shutting down: `/readyz` answers 503 from then on, so that a
     /// load balancer stops sending new requests while those in flight finish.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Where requests are counted and timed, when metrics are on.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// Shared state of the handlers.
@@ -63,7 +67,8 @@ pub fn router(registry: Registry, options: ServerOptions) -> Router {
         options: Arc::new(options),
         access,
     };
-    Router::new()
+    let metrics = state.options.metrics.clone();
+    let router = Router::new()
         .route("/v2", axum::routing::any(handlers::base))
         .route("/v2/", axum::routing::any(handlers::base))
         .route("/v2/{*rest}", axum::routing::any(handlers::dispatch))
@@ -74,7 +79,12 @@ pub fn router(registry: Registry, options: ServerOptions) -> Router {
             axum::routing::get(auth::token_get).post(auth::token_post),
         )
         .fallback(handlers::not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::guard));
+    let router = match metrics {
+        Some(m) => router.layer(middleware::from_fn_with_state(m, metrics::record)),
+        None => router,
+    };
+    router
         .layer(middleware::from_fn(route::parse_route))
         .layer(middleware::from_fn(access_log_and_version))
         .layer(middleware::from_fn_with_state(
@@ -82,6 +92,13 @@ pub fn router(registry: Registry, options: ServerOptions) -> Router {
             configured_headers,
         ))
         .with_state(state)
+}
+
+/// The debug listener's router: `GET <path>` answers the OpenMetrics text of `metrics`.
+pub fn metrics_router(metrics: Arc<Metrics>, path: &str) -> Router {
+    Router::new()
+        .route(path, axum::routing::get(metrics::scrape))
+        .with_state(metrics)
 }
 
 /// Adds the configured headers to every response (one that a handler set stays).

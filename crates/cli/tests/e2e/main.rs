@@ -22,6 +22,7 @@ mod serve_docker;
 mod serve_gc;
 mod serve_hardening;
 mod serve_index;
+mod serve_metrics;
 mod serve_policies;
 mod serve_s3;
 mod serve_skopeo;
