@@ -20,7 +20,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         auth_config: args.auth_config,
     };
     let settings = config::load(args.config.as_deref(), std::env::vars(), &flags)?;
-    crate::logging::init(&settings.log_level, settings.log_json);
+    let _log = crate::logging::init_server(&settings.log_level, settings.log_json);
     raise_open_file_limit();
 
     let (storage, redirect) = open_storage(&settings, true).await?;

@@ -12,6 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use berth_oci::Route;
+use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -21,11 +22,14 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry as PromRegistry;
 
+/// Largest response body counted when the response is made rather than as it is sent.
+const SMALL_BODY: u64 = 64 << 10;
+
 /// One request's labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: &'static str,
-    method: String,
+    method: &'static str,
     status: u16,
 }
 
@@ -33,7 +37,7 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: &'static str,
-    method: String,
+    method: &'static str,
 }
 
 /// Why a sign-in or a request was refused.
@@ -207,10 +211,17 @@ fn route_kind(route: Option<&Route>, path: &str) -> &'static str {
 }
 
 /// A method as a label: the registry's own, else `other` (a client may send anything).
-fn method_label(m: &axum::http::Method) -> String {
-    match m.as_str() {
-        "GET" | "HEAD" | "PUT" | "POST" | "PATCH" | "DELETE" | "OPTIONS" => m.as_str().to_owned(),
-        _ => "other".to_owned(),
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
     }
 }
 
@@ -226,15 +237,20 @@ pub(crate) async fn record(
     let method = method_label(req.method());
     let had_credentials = req.headers().contains_key(header::AUTHORIZATION);
     metrics.in_flight.inc();
-    let received = metrics.received.clone();
-    let req = req.map(|b| {
-        Body::new(b.map_frame(move |f| {
-            if let Some(d) = f.data_ref() {
-                received.inc_by(d.len() as u64);
-            }
-            f
-        }))
-    });
+    // Bodies are wrapped to count what actually passes; one known to be empty is not.
+    let req = if req.body().is_end_stream() {
+        req
+    } else {
+        let received = metrics.received.clone();
+        req.map(|b| {
+            Body::new(b.map_frame(move |f| {
+                if let Some(d) = f.data_ref() {
+                    received.inc_by(d.len() as u64);
+                }
+                f
+            }))
+        })
+    };
     let res = next.run(req).await;
     metrics.in_flight.dec();
     let status = res.status();
@@ -242,7 +258,7 @@ pub(crate) async fn record(
         .requests
         .get_or_create(&RequestLabels {
             route,
-            method: method.clone(),
+            method,
             status: status.as_u16(),
         })
         .inc();
@@ -261,6 +277,18 @@ pub(crate) async fn record(
             .auth_refusals
             .get_or_create(&ReasonLabels { reason })
             .inc();
+    }
+    if res.body().is_end_stream() {
+        return res;
+    }
+    // A small body of known size (a manifest, a JSON answer) is counted at once rather than
+    // wrapped: it goes out in one write; a large one is counted as it streams, so that a
+    // download the client abandons counts what it got.
+    if let Some(n) = res.body().size_hint().exact()
+        && n <= SMALL_BODY
+    {
+        metrics.sent.inc_by(n);
+        return res;
     }
     let sent = metrics.sent.clone();
     res.map(|b| {

@@ -59,9 +59,10 @@ impl FolderStorage {
         blocking(move || {
             let dir = dst.parent().expect("keys have a parent");
             // The rename first: its folder usually exists, and then one system call does
-            // (a garbage collection moves thousands). On ENOENT the folder is made and the
-            // rename tried again, a few times, since pruning may remove an empty folder
-            // between the two; an ENOENT with the folder in place means `from` is missing.
+            // (a garbage collection moves thousands). ENOENT means the folder is missing or
+            // `from` is: while `from` is there, the folder is made (another thread may be
+            // making it at the same moment, which is fine) and the rename tried again, a few
+            // times, since pruning may remove an empty folder between the two.
             let mut tries = 0;
             loop {
                 match std::fs::rename(&src, &dst) {
@@ -69,7 +70,7 @@ impl FolderStorage {
                     Err(e)
                         if e.kind() == std::io::ErrorKind::NotFound
                             && tries < 3
-                            && !dir.is_dir() =>
+                            && std::fs::symlink_metadata(&src).is_ok() =>
                     {
                         tries += 1;
                         std::fs::create_dir_all(dir).map_err(|e| StorageError::io(&key, e))?;

@@ -27,6 +27,7 @@ pub async fn run_all(s: &dyn Storage) {
     list_delete(s).await;
     writer_append_and_resume(s).await;
     rename_replaces(s).await;
+    concurrent_renames_into_a_new_folder(s).await;
     pruning_keeps_what_holds_anything(s).await;
     put_if_absent_has_one_winner(s).await;
     refuses_escapes(s).await;
@@ -194,6 +195,32 @@ pub async fn rename_replaces(s: &dyn Storage) {
             .is_not_found()
     );
     assert_eq!(&s.read("m/dst/data", 10).await.unwrap()[..], b"new");
+}
+
+/// Renames racing into a folder none of them finds: every one lands (a rename that lost the
+/// race to make the folder is not mistaken for a missing source).
+pub async fn concurrent_renames_into_a_new_folder(s: &dyn Storage) {
+    let n = 64;
+    for i in 0..n {
+        s.put(&format!("race/src/{i}"), Bytes::from(format!("{i}")))
+            .await
+            .unwrap();
+    }
+    let moves = (0..n).map(|i| async move {
+        s.rename_undurable(&format!("race/src/{i}"), &format!("race/new/deep/{i}"))
+            .await
+    });
+    for (i, r) in futures::future::join_all(moves)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        r.unwrap_or_else(|e| panic!("rename {i}: {e}"));
+    }
+    for i in 0..n {
+        let got = s.read(&format!("race/new/deep/{i}"), 10).await.unwrap();
+        assert_eq!(&got[..], format!("{i}").as_bytes());
+    }
 }
 
 /// `rename_undurable` moves like `rename`; `prune_empty_folders` removes nothing that holds an
